@@ -1,0 +1,200 @@
+/*
+ * seqmix: token mixers of sequence models (attention, state-space models,
+ * convolution mixers) on any GPU, FPGA or CPU through OpenCL, Vulkan or a SIMD
+ * CPU path. This header is the whole public API (C11).
+ *
+ * Conventions
+ *  - Every fallible function returns seqmix_status; SEQMIX_OK is 0. The detail of
+ *    the last failure on the calling thread is seqmix_last_error().
+ *  - Shapes are listed outermost first, in elements; the innermost dimension is
+ *    contiguous. Sequence tensors are token-major: [batch, tokens, channels].
+ *  - Ops are asynchronous on the context's in-order stream; reads synchronise.
+ *  - A NULL params pointer means all defaults (same as a zeroed struct).
+ */
+#ifndef SEQMIX_H
+#define SEQMIX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(SEQMIX_BUILDING)
+#define SEQMIX_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define SEQMIX_API __attribute__((visibility("default")))
+#else
+#define SEQMIX_API
+#endif
+
+#define SEQMIX_VERSION_MAJOR 0
+#define SEQMIX_VERSION_MINOR 1
+#define SEQMIX_VERSION_PATCH 0
+
+/* ---- Status and errors ------------------------------------------------- */
+
+typedef enum seqmix_status {
+  SEQMIX_OK = 0,
+  SEQMIX_ERROR_INVALID_ARGUMENT,
+  SEQMIX_ERROR_UNSUPPORTED,
+  SEQMIX_ERROR_OUT_OF_MEMORY,
+  SEQMIX_ERROR_DEVICE_LOST,
+  SEQMIX_ERROR_BACKEND,
+  SEQMIX_ERROR_IO,
+} seqmix_status;
+
+/* "SEQMIX_ERROR_INVALID_ARGUMENT"; "SEQMIX_UNKNOWN_STATUS" for other values. */
+SEQMIX_API const char *seqmix_status_name(seqmix_status s);
+/* This thread's last failure as a sentence naming the function, the argument
+ * and the rule; "" if none. Valid until the next seqmix call on this thread. */
+SEQMIX_API const char *seqmix_last_error(void);
+
+/* ---- Logging ------------------------------------------------------------ */
+
+typedef enum seqmix_log_level {
+  SEQMIX_LOG_DEBUG,
+  SEQMIX_LOG_INFO,
+  SEQMIX_LOG_WARNING,
+  SEQMIX_LOG_ERROR,
+} seqmix_log_level;
+typedef void (*seqmix_log_fn)(seqmix_log_level level, const char *message, void *user);
+/* The library prints nothing by itself except through this hook. The default
+ * hook writes warnings and errors to stderr; $SEQMIX_LOG=debug|info|warning|
+ * error|quiet changes its threshold. fn NULL restores the default hook. */
+SEQMIX_API void seqmix_set_log_callback(seqmix_log_fn fn, void *user);
+
+/* ---- Dtypes and tensors ------------------------------------------------- */
+
+typedef enum seqmix_dtype { SEQMIX_F32, SEQMIX_F16, SEQMIX_BF16, SEQMIX_I32 } seqmix_dtype;
+
+/* "f32", "f16", "bf16", "i32"; NULL for other values. */
+SEQMIX_API const char *seqmix_dtype_name(seqmix_dtype dtype);
+/* Bytes per element; 0 for other values. */
+SEQMIX_API size_t seqmix_dtype_size(seqmix_dtype dtype);
+
+typedef struct seqmix_context seqmix_context;
+typedef struct seqmix_tensor seqmix_tensor;
+
+#define SEQMIX_MAX_RANK 4
+
+/* A dense tensor in the context's device memory, rank 1 to 4, every dim >= 1.
+ * Its contents are undefined until written. */
+SEQMIX_API seqmix_status seqmix_tensor_create(seqmix_context *ctx, seqmix_dtype dtype, int rank,
+                                              const int64_t *shape, seqmix_tensor **out);
+/* A view of base's storage (base may itself be a view): strides in elements,
+ * innermost stride must be 1, offset in elements from the start of base's
+ * storage. The view keeps the storage alive; destroy views and bases in any order. */
+SEQMIX_API seqmix_status seqmix_tensor_view(seqmix_tensor *base, int rank, const int64_t *shape,
+                                            const int64_t *strides, int64_t offset,
+                                            seqmix_tensor **out);
+/* Host data is dense, row-major, of the tensor's shape and dtype; bytes must match. */
+SEQMIX_API seqmix_status seqmix_tensor_write(seqmix_tensor *t, const void *src, size_t bytes);
+SEQMIX_API seqmix_status seqmix_tensor_read(const seqmix_tensor *t, void *dst, size_t bytes);
+/* Same, converting from/to float on the host (F32, F16, BF16 tensors; F16 and
+ * BF16 round to nearest even). count must equal the element count. */
+SEQMIX_API seqmix_status seqmix_tensor_write_f32(seqmix_tensor *t, const float *src, size_t count);
+SEQMIX_API seqmix_status seqmix_tensor_read_f32(const seqmix_tensor *t, float *dst, size_t count);
+SEQMIX_API void seqmix_tensor_destroy(seqmix_tensor *t); /* NULL is a no-op */
+
+/* Shape queries (for tensors made by any context). */
+SEQMIX_API int seqmix_tensor_rank(const seqmix_tensor *t);
+SEQMIX_API int64_t seqmix_tensor_dim(const seqmix_tensor *t, int axis);
+SEQMIX_API seqmix_dtype seqmix_tensor_dtype(const seqmix_tensor *t);
+SEQMIX_API int64_t seqmix_tensor_numel(const seqmix_tensor *t);
+
+/* ---- Devices and contexts ----------------------------------------------- */
+
+typedef enum seqmix_backend {
+  SEQMIX_BACKEND_CPU,
+  SEQMIX_BACKEND_OPENCL,
+  SEQMIX_BACKEND_VULKAN
+} seqmix_backend;
+typedef enum seqmix_device_kind {
+  SEQMIX_DEVICE_CPU,
+  SEQMIX_DEVICE_INTEGRATED_GPU,
+  SEQMIX_DEVICE_DISCRETE_GPU,
+  SEQMIX_DEVICE_ACCELERATOR,
+  SEQMIX_DEVICE_SOFTWARE,
+} seqmix_device_kind;
+
+typedef struct seqmix_device_info {
+  char id[32]; /* "cpu", "opencl:0", "vulkan:1": what SEQMIX_DEVICE accepts */
+  char name[256], vendor[128], driver[128];
+  seqmix_backend backend;
+  seqmix_device_kind kind;
+  uint64_t memory_bytes, local_memory_bytes;
+  uint32_t compute_units, subgroup_size, max_workgroup_size;
+  bool unified_memory, fp16_storage, fp16_arithmetic, online_compiler;
+} seqmix_device_info;
+
+/* Devices of every backend built in; index 0 is always the native CPU path. */
+SEQMIX_API seqmix_status seqmix_device_count(size_t *count);
+SEQMIX_API seqmix_status seqmix_device_info_get(size_t index, seqmix_device_info *info);
+/* "cpu", "opencl", "vulkan"; "seqmix_device_kind" names: "cpu", "integrated-gpu", ... */
+SEQMIX_API const char *seqmix_backend_name(seqmix_backend backend);
+SEQMIX_API const char *seqmix_device_kind_name(seqmix_device_kind kind);
+/* The index `auto` would choose. */
+SEQMIX_API seqmix_status seqmix_device_auto(size_t *index);
+
+typedef struct seqmix_context_options {
+  const char *device;    /* NULL: $SEQMIX_DEVICE, else "auto" */
+  int cpu_threads;       /* 0: $SEQMIX_CPU_THREADS, else one per core */
+  const char *cache_dir; /* NULL: $SEQMIX_CACHE_DIR, $XDG_CACHE_HOME/seqmix, ~/.cache/seqmix */
+  uint32_t reserved[8];  /* zero: room to grow without breaking the ABI */
+} seqmix_context_options;
+
+SEQMIX_API seqmix_status seqmix_context_create(const seqmix_context_options *options,
+                                               seqmix_context **out);
+/* Waits for outstanding work, then frees everything the context made, tensors
+ * included. NULL is a no-op. */
+SEQMIX_API void seqmix_context_destroy(seqmix_context *ctx);
+SEQMIX_API seqmix_status seqmix_context_device(const seqmix_context *ctx, seqmix_device_info *info);
+SEQMIX_API seqmix_status seqmix_context_sync(seqmix_context *ctx);
+
+typedef struct seqmix_context_stats {
+  uint64_t ops_on_device;   /* ops the context's device ran */
+  uint64_t ops_on_fallback; /* ops the CPU fallback ran because the device could not */
+  uint64_t reserved[6];
+} seqmix_context_stats;
+SEQMIX_API seqmix_status seqmix_context_stats_get(const seqmix_context *ctx,
+                                                  seqmix_context_stats *stats);
+
+/* ---- Mixers ------------------------------------------------------------- */
+/* Activation tensors of one call share one dtype: F32, F16 or BF16. Parameter
+ * tensors (weight, bias) are F32 or that same dtype. State is always F32.
+ * Arithmetic is f32 throughout. All outputs are written in full. */
+
+/* Causal depthwise conv1d (Mamba/H3 short conv).
+ * y[b,t,c] = bias[c] + sum_{j<K} weight[c,j] * x[b, t-K+1+j, c], earlier inputs
+ * taken from state (zeros if NULL); then SiLU if params->silu. state is read as
+ * the K-1 inputs before x and overwritten with the last K-1 inputs seen, so decode
+ * is the same call with L = 1. */
+typedef struct seqmix_conv1d_params {
+  bool silu;
+} seqmix_conv1d_params;
+SEQMIX_API seqmix_status seqmix_conv1d_causal(seqmix_context *ctx,
+                                              const seqmix_tensor *x,      /* [B, L, C] */
+                                              const seqmix_tensor *weight, /* [C, K] */
+                                              const seqmix_tensor *bias,   /* [C] or NULL */
+                                              seqmix_tensor *state, /* F32 [B, K-1, C] or NULL */
+                                              seqmix_tensor *y,     /* [B, L, C] */
+                                              const seqmix_conv1d_params *params);
+
+/* ---- Float64 references -------------------------------------------------- */
+/* The float64 reference implementations every device is checked against, on
+ * dense row-major host arrays. Used by `seqmix verify` and the tests; they are
+ * slow and exact, not for production. Optional arrays may be NULL. */
+SEQMIX_API seqmix_status seqmix_reference_conv1d_causal(int64_t batch, int64_t tokens,
+                                                        int64_t channels, int64_t kernel,
+                                                        const double *x, const double *weight,
+                                                        const double *bias, double *state,
+                                                        double *y,
+                                                        const seqmix_conv1d_params *params);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SEQMIX_H */

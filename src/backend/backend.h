@@ -1,0 +1,139 @@
+/*
+ * The interface every backend implements: the only way core talks to one.
+ *
+ * A backend lists its devices (probe), opens one (open), and then moves bytes
+ * (alloc/free/write/read/copy) and runs op descriptors (supports/launch) on an
+ * in-order stream (flush submits what is recorded, sync waits for it).
+ * Backends never validate user arguments: src/ops did that before the op
+ * descriptor was built. They report driver failures through sm_fail() naming
+ * the driver call and its code.
+ */
+#ifndef SEQMIX_BACKEND_H
+#define SEQMIX_BACKEND_H
+
+#include "seqmix.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sm_device sm_device; /* a backend's open device */
+typedef struct sm_buffer sm_buffer; /* a backend's allocation */
+
+/* One device as a backend lists it. `handle` is the backend's own token for
+ * open() (a platform/device index pair, a physical device, ...). */
+typedef struct sm_device_entry {
+  seqmix_device_info info;
+  uintptr_t handle[2];
+} sm_device_entry;
+
+typedef struct sm_open_options {
+  const char *cache_dir; /* never NULL; may not exist or be unwritable */
+  int cpu_threads;       /* resolved: >= 1 */
+} sm_open_options;
+
+/* ---- Op descriptors ----------------------------------------------------- */
+
+typedef enum sm_op_kind {
+  SM_OP_CONV1D_CAUSAL,
+  SM_OP_KIND_COUNT,
+} sm_op_kind;
+
+/* A tensor as kernels see it: storage, element offset, shape, strides (all in
+ * elements, innermost stride 1). Unused dims are 1 with stride 0. */
+typedef struct sm_tensor_ref {
+  sm_buffer *buffer; /* NULL: absent optional tensor */
+  seqmix_dtype dtype;
+  int rank;
+  int64_t offset;
+  int64_t shape[SEQMIX_MAX_RANK];
+  int64_t strides[SEQMIX_MAX_RANK];
+} sm_tensor_ref;
+
+enum { SM_OP_MAX_TENSORS = 12 };
+
+/* Tensor slots of SM_OP_CONV1D_CAUSAL. */
+enum { SM_CONV1D_X, SM_CONV1D_WEIGHT, SM_CONV1D_BIAS, SM_CONV1D_STATE, SM_CONV1D_Y };
+
+typedef struct sm_conv1d_desc {
+  int64_t batch, tokens, channels, kernel; /* B, L, C, K */
+  bool silu;
+} sm_conv1d_desc;
+
+typedef struct sm_op {
+  sm_op_kind kind;
+  const char *name; /* the public function, for messages */
+  int tensor_count;
+  sm_tensor_ref tensors[SM_OP_MAX_TENSORS];
+  /* Which slots the op writes (bit i = tensors[i]); the fallback copies these back. */
+  uint32_t output_mask;
+  union {
+    sm_conv1d_desc conv1d;
+  } u;
+} sm_op;
+
+/* ---- The vtable ---------------------------------------------------------- */
+
+typedef struct sm_backend {
+  const char *name; /* "cpu", "opencl", "vulkan": the id prefix */
+  seqmix_backend kind;
+  /* List every device; *entries is malloc'ed (free()d by the caller). A backend
+   * whose driver is absent returns SEQMIX_OK with zero devices. */
+  seqmix_status (*probe)(sm_device_entry **entries, size_t *count);
+  seqmix_status (*open)(const sm_device_entry *entry, const sm_open_options *options,
+                        sm_device **out);
+  void (*close)(sm_device *dev); /* waits for outstanding work first */
+  seqmix_status (*alloc)(sm_device *dev, size_t bytes, sm_buffer **out);
+  void (*free)(sm_device *dev, sm_buffer *buf);
+  /* Byte ranges. write and copy are ordered after earlier work on the stream;
+   * read waits for earlier work and returns with dst filled. */
+  seqmix_status (*write)(sm_device *dev, sm_buffer *buf, size_t offset, const void *src,
+                         size_t bytes);
+  seqmix_status (*read)(sm_device *dev, sm_buffer *buf, size_t offset, void *dst, size_t bytes);
+  seqmix_status (*copy)(sm_device *dev, sm_buffer *src, size_t src_offset, sm_buffer *dst,
+                        size_t dst_offset, size_t bytes);
+  /* Whether launch() can run this op (dtypes, features, limits). Never fails. */
+  bool (*supports)(sm_device *dev, const sm_op *op);
+  seqmix_status (*launch)(sm_device *dev, const sm_op *op);
+  seqmix_status (*flush)(sm_device *dev);
+  seqmix_status (*sync)(sm_device *dev);
+} sm_backend;
+
+/* The registry: every backend built in, CPU first. */
+extern const sm_backend sm_cpu_backend;
+#ifdef SEQMIX_HAVE_OPENCL
+extern const sm_backend sm_opencl_backend;
+#endif
+#ifdef SEQMIX_HAVE_VULKAN
+extern const sm_backend sm_vulkan_backend;
+#endif
+
+/* ---- Services core offers backends (src/core) ---------------------------- */
+
+/* Sets this thread's last error (printf-style) and returns status. */
+seqmix_status sm_fail(seqmix_status status, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void sm_log(seqmix_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* On-disk cache (DESIGN.md section 7): whole files under dir, written to a
+ * temporary name and renamed; a header with magic, version and a payload hash,
+ * so a truncated or foreign file reads as absent. Failures only cost speed. */
+bool sm_cache_load(const char *dir, const char *name, void **data, size_t *size);
+void sm_cache_store(const char *dir, const char *name, const void *data, size_t size);
+uint64_t sm_hash64(const void *data, size_t size, uint64_t seed);
+
+/* Embedded kernel sources (generated at build time). */
+typedef struct sm_embedded_file {
+  const char *name; /* file name, e.g. "conv1d.cl" or "conv1d_f32.spv" */
+  const unsigned char *data;
+  size_t size;
+} sm_embedded_file;
+const sm_embedded_file *sm_embedded_find(const char *name);
+
+/* f16/bf16 <-> f32 on the host, round to nearest even. */
+uint16_t sm_f32_to_f16(float f);
+float sm_f16_to_f32(uint16_t h);
+uint16_t sm_f32_to_bf16(float f);
+float sm_bf16_to_f32(uint16_t h);
+
+#endif /* SEQMIX_BACKEND_H */

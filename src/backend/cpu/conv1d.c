@@ -1,0 +1,162 @@
+/*
+ * Causal depthwise conv1d on the CPU.
+ *
+ * Work split: tasks are (batch, run of tokens); a task walks its tokens in
+ * order and computes whole output rows (all C channels) with the SIMD row
+ * kernel. The K input rows a token needs come from x (read in place when f32,
+ * else converted once into a ring of K f32 rows), from the state for tokens
+ * before the call, or a zero row. Tasks never write what others read, so no
+ * locks. The state update runs as a second parallel-for after every output is
+ * done, since it may overwrite state rows the first pass reads.
+ */
+#include "backend/cpu/cpu.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct conv1d_job {
+  const sm_conv1d_desc *desc;
+  const sm_cpu_kernels *kernels;
+  const char *x;
+  seqmix_dtype act;
+  int64_t x_stride_b, x_stride_t;
+  char *y;
+  int64_t y_stride_b, y_stride_t;
+  float *state; /* NULL: no state */
+  int64_t s_stride_b, s_stride_t;
+  const float *weight_t; /* [K][C], f32 */
+  const float *bias;     /* [C], f32, or NULL */
+  int64_t tokens_per_task, tasks_per_batch;
+  float *scratch; /* per worker: K ring rows, an output row, a zero row */
+  size_t scratch_floats;
+  const float **rows; /* per worker: K row pointers */
+} conv1d_job;
+
+static const char *x_row(const conv1d_job *job, int64_t b, int64_t t) {
+  size_t esize = seqmix_dtype_size(job->act);
+  return job->x + (size_t)(b * job->x_stride_b + t * job->x_stride_t) * esize;
+}
+
+static void conv1d_task(void *arg, int64_t task, int worker) {
+  const conv1d_job *job = arg;
+  const sm_conv1d_desc *d = job->desc;
+  const int K = (int)d->kernel;
+  const int64_t C = d->channels;
+  const int64_t b = task / job->tasks_per_batch;
+  const int64_t t0 = (task % job->tasks_per_batch) * job->tokens_per_task;
+  int64_t t1 = t0 + job->tokens_per_task;
+  if (t1 > d->tokens) t1 = d->tokens;
+  float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
+  float *ring = scratch, *out_row = scratch + (size_t)K * C, *zero_row = out_row + C;
+  const bool convert = job->act != SEQMIX_F32;
+  const float **rows = job->rows + (size_t)worker * (size_t)K;
+  memset(zero_row, 0, (size_t)C * sizeof(float));
+
+  /* Input row s (may be negative: then from the state). */
+#define INPUT_ROW(s)                                                                              \
+  ((s) >= 0 ? (convert ? ring + (size_t)((s) % K) * C : (const float *)x_row(job, b, (s)))       \
+   : job->state ? job->state + b * job->s_stride_b + (K - 1 + (s)) * job->s_stride_t             \
+                : zero_row)
+
+  if (convert)
+    for (int64_t s = t0 - K + 1 > 0 ? t0 - K + 1 : 0; s < t0; ++s)
+      job->kernels->load_row(job->act, x_row(job, b, s), ring + (size_t)(s % K) * C, C);
+  for (int64_t t = t0; t < t1; ++t) {
+    if (convert) job->kernels->load_row(job->act, x_row(job, b, t), ring + (size_t)(t % K) * C, C);
+    for (int j = 0; j < K; ++j) rows[j] = INPUT_ROW(t - K + 1 + j);
+    char *y = job->y + (size_t)(b * job->y_stride_b + t * job->y_stride_t) * seqmix_dtype_size(job->act);
+    if (convert) {
+      job->kernels->conv1d_row(out_row, rows, job->weight_t, job->bias, K, C, d->silu);
+      job->kernels->store_row(job->act, out_row, y, C);
+    } else {
+      job->kernels->conv1d_row((float *)y, rows, job->weight_t, job->bias, K, C, d->silu);
+    }
+  }
+#undef INPUT_ROW
+}
+
+/* new_state[i] = input row L-(K-1)+i; rows from the old state move down, going
+ * upward so a row is read before it is overwritten. */
+static void state_task(void *arg, int64_t b, int worker) {
+  (void)worker;
+  const conv1d_job *job = arg;
+  const sm_conv1d_desc *d = job->desc;
+  const int64_t S = d->kernel - 1, L = d->tokens, C = d->channels;
+  for (int64_t i = 0; i < S; ++i) {
+    float *dst = job->state + b * job->s_stride_b + i * job->s_stride_t;
+    int64_t s = L - S + i;
+    if (s >= 0) {
+      if (job->act == SEQMIX_F32) memcpy(dst, x_row(job, b, s), (size_t)C * sizeof(float));
+      else job->kernels->load_row(job->act, x_row(job, b, s), dst, C);
+    } else {
+      memmove(dst, job->state + b * job->s_stride_b + (S + s) * job->s_stride_t,
+              (size_t)C * sizeof(float));
+    }
+  }
+}
+
+static float param_at(const sm_tensor_ref *r, int64_t index) {
+  const char *base = ((const sm_buffer *)r->buffer)->data;
+  switch (r->dtype) {
+  case SEQMIX_F16: return sm_f16_to_f32(((const uint16_t *)base)[index]);
+  case SEQMIX_BF16: return sm_bf16_to_f32(((const uint16_t *)base)[index]);
+  default: return ((const float *)base)[index];
+  }
+}
+
+seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
+  const sm_conv1d_desc *d = &op->u.conv1d;
+  const sm_tensor_ref *x = &op->tensors[SM_CONV1D_X], *w = &op->tensors[SM_CONV1D_WEIGHT],
+                      *bias = &op->tensors[SM_CONV1D_BIAS], *state = &op->tensors[SM_CONV1D_STATE],
+                      *y = &op->tensors[SM_CONV1D_Y];
+  const int64_t K = d->kernel, C = d->channels;
+  const int threads = sm_pool_threads(dev->pool);
+  conv1d_job job = {
+      .desc = d,
+      .kernels = dev->kernels,
+      .act = x->dtype,
+      .x = (const char *)x->buffer->data + (size_t)x->offset * seqmix_dtype_size(x->dtype),
+      .x_stride_b = x->strides[0],
+      .x_stride_t = x->strides[1],
+      .y = (char *)y->buffer->data + (size_t)y->offset * seqmix_dtype_size(y->dtype),
+      .y_stride_b = y->strides[0],
+      .y_stride_t = y->strides[1],
+      .state = state->buffer ? (float *)state->buffer->data + state->offset : NULL,
+      .s_stride_b = state->strides[0],
+      .s_stride_t = state->strides[1],
+      .scratch_floats = (size_t)(K + 2) * (size_t)C + 16,
+  };
+  /* About 8 tasks a thread so uneven runs even out, at least 16 tokens a task. */
+  int64_t per_task = (d->batch * d->tokens + threads * 8 - 1) / (threads * 8);
+  if (per_task < 16) per_task = 16;
+  if (per_task > d->tokens) per_task = d->tokens;
+  job.tokens_per_task = per_task;
+  job.tasks_per_batch = (d->tokens + per_task - 1) / per_task;
+
+  float *weight_t = malloc((size_t)(K + 1) * (size_t)C * sizeof(float));
+  float *scratch = malloc((size_t)threads * job.scratch_floats * sizeof(float));
+  const float **rows = malloc((size_t)threads * (size_t)K * sizeof *rows);
+  if (!weight_t || !scratch || !rows) {
+    free(weight_t);
+    free(scratch);
+    free(rows);
+    return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+  }
+  for (int64_t c = 0; c < C; ++c)
+    for (int64_t j = 0; j < K; ++j)
+      weight_t[j * C + c] = param_at(w, w->offset + c * w->strides[0] + j);
+  if (bias->buffer) {
+    float *b = weight_t + K * C;
+    for (int64_t c = 0; c < C; ++c) b[c] = param_at(bias, bias->offset + c);
+    job.bias = b;
+  }
+  job.weight_t = weight_t;
+  job.scratch = scratch;
+  job.rows = rows;
+  sm_pool_run(dev->pool, d->batch * job.tasks_per_batch, conv1d_task, &job);
+  if (job.state) sm_pool_run(dev->pool, d->batch, state_task, &job);
+  free(weight_t);
+  free(scratch);
+  free(rows);
+  return SEQMIX_OK;
+}

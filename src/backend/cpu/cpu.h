@@ -1,0 +1,59 @@
+/* The CPU backend's private types: host buffers, the thread pool, SIMD kernels. */
+#ifndef SEQMIX_CPU_H
+#define SEQMIX_CPU_H
+
+#include "backend/backend.h"
+
+struct sm_buffer {
+  void *data;
+  size_t bytes;
+};
+
+/* ---- Thread pool (pool.c): a parallel-for whose caller takes part. ---- */
+typedef struct sm_pool sm_pool;
+typedef void (*sm_task_fn)(void *arg, int64_t task, int worker);
+seqmix_status sm_pool_create(int threads, sm_pool **out);
+void sm_pool_destroy(sm_pool *pool);
+int sm_pool_threads(const sm_pool *pool);
+/* Runs fn(arg, i, worker) for i in [0, tasks) and returns when all are done. */
+void sm_pool_run(sm_pool *pool, int64_t tasks, sm_task_fn fn, void *arg);
+
+/* ---- SIMD kernels, one table per instruction set (chosen at open). ---- */
+typedef struct sm_cpu_kernels {
+  const char *isa; /* "avx512", "avx2", "neon", "scalar" */
+  int vector_floats;
+  /* y[c] = bias[c] + sum_j w[j*C + c] * rows[j][c] for c < C; SiLU if silu. */
+  void (*conv1d_row)(float *y, const float *const *rows, const float *w, const float *bias, int K,
+                     int64_t C, bool silu);
+  /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
+  void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
+  void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);
+} sm_cpu_kernels;
+
+extern const sm_cpu_kernels sm_cpu_kernels_scalar;
+#if defined(__x86_64__) || defined(__i386__)
+extern const sm_cpu_kernels sm_cpu_kernels_avx2;
+extern const sm_cpu_kernels sm_cpu_kernels_avx512;
+#endif
+#if defined(__aarch64__)
+extern const sm_cpu_kernels sm_cpu_kernels_neon;
+#endif
+
+struct sm_device {
+  sm_pool *pool;
+  const sm_cpu_kernels *kernels;
+};
+
+/* Memory (memory.c). */
+seqmix_status sm_cpu_alloc(sm_device *dev, size_t bytes, sm_buffer **out);
+void sm_cpu_free(sm_device *dev, sm_buffer *buf);
+seqmix_status sm_cpu_write(sm_device *dev, sm_buffer *buf, size_t offset, const void *src,
+                           size_t bytes);
+seqmix_status sm_cpu_read(sm_device *dev, sm_buffer *buf, size_t offset, void *dst, size_t bytes);
+seqmix_status sm_cpu_copy(sm_device *dev, sm_buffer *src, size_t src_offset, sm_buffer *dst,
+                          size_t dst_offset, size_t bytes);
+
+/* Per-op entry points (one file per op family). */
+seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op);
+
+#endif

@@ -1,0 +1,93 @@
+/* AVX2 + FMA + F16C kernels (x86-64), compiled with target attributes so the
+ * rest of the library runs on any x86-64; chosen at run time. */
+#include "backend/cpu/cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx2,fma,f16c")))
+
+/* exp(x) for x in [-88, 88]: 2^n * p(r), r = x - n ln2, |r| <= ln2/2, with
+ * the Cephes degree-7 polynomial (relative error ~1e-7). */
+TARGET static inline __m256 exp_avx2(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+TARGET static inline __m256 silu_avx2(__m256 v) {
+  __m256 one = _mm256_set1_ps(1.0f);
+  __m256 e = exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), v));
+  return _mm256_div_ps(v, _mm256_add_ps(one, e));
+}
+
+TARGET static void conv1d_row_avx2(float *y, const float *const *rows, const float *w,
+                                   const float *bias, int K, int64_t C, bool silu) {
+  int64_t c = 0;
+  for (; c + 8 <= C; c += 8) {
+    __m256 acc = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
+    for (int j = 0; j < K; ++j)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j * C + c), _mm256_loadu_ps(rows[j] + c), acc);
+    if (silu) acc = silu_avx2(acc);
+    _mm256_storeu_ps(y + c, acc);
+  }
+  if (c < C) {
+    __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - c)), lane);
+    __m256 acc = bias ? _mm256_maskload_ps(bias + c, mask) : _mm256_setzero_ps();
+    for (int j = 0; j < K; ++j)
+      acc = _mm256_fmadd_ps(_mm256_maskload_ps(w + j * C + c, mask),
+                            _mm256_maskload_ps(rows[j] + c, mask), acc);
+    if (silu) acc = silu_avx2(acc);
+    _mm256_maskstore_ps(y + c, mask, acc);
+  }
+}
+
+TARGET static void load_row_avx2(seqmix_dtype dtype, const void *src, float *dst, int64_t n) {
+  const uint16_t *h = src;
+  int64_t i = 0;
+  if (dtype == SEQMIX_F16) {
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + i))));
+    for (; i < n; ++i) dst[i] = sm_f16_to_f32(h[i]);
+  } else {
+    for (; i + 8 <= n; i += 8) {
+      __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(h + i)));
+      _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(u, 16)));
+    }
+    for (; i < n; ++i) dst[i] = sm_bf16_to_f32(h[i]);
+  }
+}
+
+TARGET static void store_row_avx2(seqmix_dtype dtype, const float *src, void *dst, int64_t n) {
+  uint16_t *h = dst;
+  int64_t i = 0;
+  if (dtype == SEQMIX_F16) {
+    for (; i + 8 <= n; i += 8)
+      _mm_storeu_si128((__m128i *)(h + i),
+                       _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; ++i) h[i] = sm_f32_to_f16(src[i]);
+  } else {
+    for (; i < n; ++i) h[i] = sm_f32_to_bf16(src[i]);
+  }
+}
+
+const sm_cpu_kernels sm_cpu_kernels_avx2 = {
+    .isa = "avx2",
+    .vector_floats = 8,
+    .conv1d_row = conv1d_row_avx2,
+    .load_row = load_row_avx2,
+    .store_row = store_row_avx2,
+};
+#endif

@@ -1,0 +1,85 @@
+/* AVX-512 (F, BW, DQ, VL) kernels (x86-64), compiled with target attributes and
+ * chosen at run time. Tails use masked loads and stores. */
+#include "backend/cpu/cpu.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
+
+/* exp(x) as in kernels_avx2.c; scalef applies 2^n without integer tricks. */
+TARGET static inline __m512 exp_avx512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+TARGET static inline __m512 silu_avx512(__m512 v) {
+  __m512 e = exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), v));
+  return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w,
+                                     const float *bias, int K, int64_t C, bool silu) {
+  for (int64_t c = 0; c < C; c += 16) {
+    __mmask16 m = C - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c)) - 1u);
+    __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+    for (int j = 0; j < K; ++j)
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j * C + c),
+                            _mm512_maskz_loadu_ps(m, rows[j] + c), acc);
+    if (silu) acc = silu_avx512(acc);
+    _mm512_mask_storeu_ps(y + c, m, acc);
+  }
+}
+
+TARGET static void load_row_avx512(seqmix_dtype dtype, const void *src, float *dst, int64_t n) {
+  const uint16_t *h = src;
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+    __m256i raw = _mm256_maskz_loadu_epi16(m, h + i);
+    __m512 v = dtype == SEQMIX_F16
+                   ? _mm512_cvtph_ps(raw)
+                   : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+    _mm512_mask_storeu_ps(dst + i, m, v);
+  }
+}
+
+TARGET static void store_row_avx512(seqmix_dtype dtype, const float *src, void *dst, int64_t n) {
+  uint16_t *h = dst;
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+    __m512 v = _mm512_maskz_loadu_ps(m, src + i);
+    __m256i out;
+    if (dtype == SEQMIX_F16) {
+      out = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    } else {
+      /* Round to nearest even on the high half; NaNs become quiet NaNs. */
+      __m512i u = _mm512_castps_si512(v);
+      __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+      __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff)));
+      __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      rounded = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000));
+      out = _mm512_cvtepi32_epi16(_mm512_srli_epi32(rounded, 16));
+    }
+    _mm256_mask_storeu_epi16(h + i, m, out);
+  }
+}
+
+const sm_cpu_kernels sm_cpu_kernels_avx512 = {
+    .isa = "avx512",
+    .vector_floats = 16,
+    .conv1d_row = conv1d_row_avx512,
+    .load_row = load_row_avx512,
+    .store_row = store_row_avx512,
+};
+#endif

@@ -1,0 +1,1 @@
+int seqmix_cli_placeholder_cases;

@@ -1,0 +1,95 @@
+/*
+ * Dispatch: an op runs on the context's device when its backend supports it;
+ * otherwise the CPU backend runs it. The fallback waits for the device, copies
+ * the span each tensor touches to host buffers, runs, and writes the outputs
+ * back. It is logged once per op kind per context and counted in the stats:
+ * never silent, never an error.
+ */
+#include "core/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static seqmix_status open_fallback(seqmix_context *ctx) {
+  if (ctx->fallback) return SEQMIX_OK;
+  const sm_device_entry *entries;
+  const sm_backend **backends;
+  size_t count;
+  seqmix_status st = sm_registry_get(&entries, &backends, &count);
+  if (st) return st;
+  return sm_cpu_backend.open(&entries[0], &ctx->open_options, &ctx->fallback);
+}
+
+static int64_t ref_span(const sm_tensor_ref *r, int64_t *first) {
+  int64_t last = r->offset;
+  for (int i = 0; i < r->rank; ++i) last += (r->shape[i] - 1) * r->strides[i];
+  *first = r->offset;
+  return last + 1 - r->offset;
+}
+
+static seqmix_status run_on_cpu(seqmix_context *ctx, const sm_op *op) {
+  const sm_backend *dev_b = ctx->backend, *cpu = &sm_cpu_backend;
+  sm_op host = *op;
+  sm_buffer *copies[SM_OP_MAX_TENSORS] = {0};
+  unsigned char *staging = NULL;
+  seqmix_status st = open_fallback(ctx);
+  if (st) return st;
+  st = dev_b->sync(ctx->device);
+  for (int i = 0; i < op->tensor_count && !st; ++i) {
+    const sm_tensor_ref *r = &op->tensors[i];
+    if (!r->buffer) continue;
+    int64_t first, len = ref_span(r, &first);
+    size_t esize = seqmix_dtype_size(r->dtype), bytes = (size_t)len * esize;
+    st = cpu->alloc(ctx->fallback, bytes, &copies[i]);
+    if (st) break;
+    /* Copy through a host bounce buffer: the CPU backend's write takes host memory. */
+    unsigned char *grown = realloc(staging, bytes);
+    if (!grown) {
+      st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory for the CPU fallback",
+                   op->name);
+      break;
+    }
+    staging = grown;
+    st = dev_b->read(ctx->device, r->buffer, (size_t)first * esize, staging, bytes);
+    if (!st) st = cpu->write(ctx->fallback, copies[i], 0, staging, bytes);
+    host.tensors[i].buffer = copies[i];
+    host.tensors[i].offset = 0;
+  }
+  if (!st) st = cpu->launch(ctx->fallback, &host);
+  if (!st) st = cpu->sync(ctx->fallback);
+  for (int i = 0; i < op->tensor_count && !st; ++i) {
+    const sm_tensor_ref *r = &op->tensors[i];
+    if (!r->buffer || !(op->output_mask & (1u << i))) continue;
+    int64_t first, len = ref_span(r, &first);
+    size_t esize = seqmix_dtype_size(r->dtype), bytes = (size_t)len * esize;
+    unsigned char *grown = realloc(staging, bytes);
+    if (!grown) {
+      st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory for the CPU fallback",
+                   op->name);
+      break;
+    }
+    staging = grown;
+    st = cpu->read(ctx->fallback, copies[i], 0, staging, bytes);
+    if (!st) st = dev_b->write(ctx->device, r->buffer, (size_t)first * esize, staging, bytes);
+  }
+  for (int i = 0; i < op->tensor_count; ++i)
+    if (copies[i]) cpu->free(ctx->fallback, copies[i]);
+  free(staging);
+  return st;
+}
+
+seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *op) {
+  if (ctx->backend->supports(ctx->device, op)) {
+    seqmix_status st = ctx->backend->launch(ctx->device, op);
+    if (!st) ctx->stats.ops_on_device++;
+    return st;
+  }
+  if (!ctx->fallback_logged[op->kind]) {
+    ctx->fallback_logged[op->kind] = true;
+    sm_log(SEQMIX_LOG_WARNING, "%s: %s cannot run this call (dtypes, features or limits); "
+           "running it on the CPU fallback", op->name, ctx->info.id);
+  }
+  seqmix_status st = run_on_cpu(ctx, op);
+  if (!st) ctx->stats.ops_on_fallback++;
+  return st;
+}

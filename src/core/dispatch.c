@@ -78,16 +78,42 @@ static seqmix_status run_on_cpu(seqmix_context *ctx, const sm_op *op) {
   return st;
 }
 
+static const char *const op_kind_names[SM_OP_KIND_COUNT] = {
+    [SM_OP_CONV1D_CAUSAL] = "conv1d_causal",
+};
+
+uint32_t sm_op_kinds_from_list(const char *list) {
+  uint32_t kinds = 0;
+  if (!list) return 0;
+  for (int k = 0; k < SM_OP_KIND_COUNT; ++k) {
+    const char *p = list;
+    size_t len = strlen(op_kind_names[k]);
+    while ((p = strstr(p, op_kind_names[k])) != NULL) {
+      bool starts = p == list || p[-1] == ',', ends = p[len] == '\0' || p[len] == ',';
+      if (starts && ends) kinds |= 1u << k;
+      p += len;
+    }
+  }
+  if (!strcmp(list, "all")) kinds = (1u << SM_OP_KIND_COUNT) - 1;
+  return kinds;
+}
+
 seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *op) {
-  if (ctx->backend->supports(ctx->device, op)) {
+  bool forced = ctx->forced_fallback & (1u << op->kind);
+  if (!forced && ctx->backend->supports(ctx->device, op)) {
     seqmix_status st = ctx->backend->launch(ctx->device, op);
     if (!st) ctx->stats.ops_on_device++;
     return st;
   }
   if (!ctx->fallback_logged[op->kind]) {
     ctx->fallback_logged[op->kind] = true;
-    sm_log(SEQMIX_LOG_WARNING, "%s: %s cannot run this call (dtypes, features or limits); "
-           "running it on the CPU fallback", op->name, ctx->info.id);
+    if (forced)
+      sm_log(SEQMIX_LOG_WARNING, "%s: SEQMIX_FALLBACK_OPS sends it from %s to the CPU fallback",
+             op->name, ctx->info.id);
+    else
+      sm_log(SEQMIX_LOG_WARNING,
+             "%s: %s cannot run this call (dtypes, features or limits); the CPU fallback runs it",
+             op->name, ctx->info.id);
   }
   seqmix_status st = run_on_cpu(ctx, op);
   if (!st) ctx->stats.ops_on_fallback++;

@@ -37,6 +37,7 @@ struct seqmix_context {
   seqmix_tensor *tensors; /* live tensors, freed by context_destroy */
   seqmix_context_stats stats;
   bool fallback_logged[SM_OP_KIND_COUNT];
+  uint32_t forced_fallback; /* op kinds $SEQMIX_FALLBACK_OPS sends to the CPU (bit = kind) */
   pthread_mutex_t lock; /* guards the tensor list and storage refcounts */
 };
 
@@ -52,6 +53,8 @@ void sm_context_release_tensors(seqmix_context *ctx);
 
 /* Dispatch (dispatch.c): run on the context's device, or visibly on the CPU. */
 seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *op);
+/* Op kinds named in a comma-separated list ("conv1d_causal,..." or "all"). */
+uint32_t sm_op_kinds_from_list(const char *list);
 
 /* Argument checks shared by the ops (status.c). Each returns OK or sets the
  * last error naming fn and arg, and returns INVALID_ARGUMENT. */

@@ -97,6 +97,9 @@ SEQMIX_API seqmix_status seqmix_tensor_read(const seqmix_tensor *t, void *dst, s
  * BF16 round to nearest even). count must equal the element count. */
 SEQMIX_API seqmix_status seqmix_tensor_write_f32(seqmix_tensor *t, const float *src, size_t count);
 SEQMIX_API seqmix_status seqmix_tensor_read_f32(const seqmix_tensor *t, float *dst, size_t count);
+/* dst = src on the context's stream: both dense (not strided views), of one
+ * context, dtype and element count. */
+SEQMIX_API seqmix_status seqmix_tensor_copy(seqmix_tensor *dst, const seqmix_tensor *src);
 SEQMIX_API void seqmix_tensor_destroy(seqmix_tensor *t); /* NULL is a no-op */
 
 /* Shape queries (for tensors made by any context). */

@@ -355,3 +355,30 @@ int64_t seqmix_tensor_dim(const seqmix_tensor *t, int axis) {
 }
 seqmix_dtype seqmix_tensor_dtype(const seqmix_tensor *t) { return t ? t->dtype : SEQMIX_F32; }
 int64_t seqmix_tensor_numel(const seqmix_tensor *t) { return t ? sm_tensor_numel(t) : 0; }
+
+seqmix_status seqmix_tensor_copy(seqmix_tensor *dst, const seqmix_tensor *src) {
+  static const char fn[] = "seqmix_tensor_copy";
+  if (!dst) return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: dst is NULL", fn);
+  if (!src) return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: src is NULL", fn);
+  if (dst->ctx != src->ctx)
+    return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: src and dst belong to different contexts",
+                   fn);
+  if (dst->dtype != src->dtype || sm_tensor_numel(dst) != sm_tensor_numel(src))
+    return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT,
+                   "%s: dst is %lld %s elements but src is %lld %s; they must match", fn,
+                   (long long)sm_tensor_numel(dst), seqmix_dtype_name(dst->dtype),
+                   (long long)sm_tensor_numel(src), seqmix_dtype_name(src->dtype));
+  if (!is_dense(dst) || !is_dense(src))
+    return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT,
+                   "%s: %s is a strided view; only dense tensors can be copied", fn,
+                   is_dense(dst) ? "src" : "dst");
+  seqmix_context *ctx = dst->ctx;
+  size_t esize = seqmix_dtype_size(dst->dtype);
+  if (dst->storage == src->storage) {
+    size_t a = (size_t)dst->offset, b = (size_t)src->offset, n = (size_t)sm_tensor_numel(dst);
+    if (a < b + n && b < a + n)
+      return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: dst overlaps src", fn);
+  }
+  return ctx->backend->copy(ctx->device, src->storage->buffer, (size_t)src->offset * esize,
+                            dst->storage->buffer, (size_t)dst->offset * esize, sm_tensor_bytes(dst));
+}

@@ -1,9 +1,9 @@
 /*
  * Causal depthwise conv1d on the CPU.
  *
- * Work split: tasks are (batch, run of tokens); a task walks its tokens in
- * order and computes whole output rows (all C channels) with the SIMD row
- * kernel. The K input rows a token needs come from x (read in place when f32,
+ * Work split: tasks are (batch, run of tokens); a task walks blocks of
+ * channels, and in each its tokens in order, computing output rows with the
+ * SIMD row kernel; it prefetches the rows a few tokens ahead. The K input rows a token needs come from x (read in place when f32,
  * else converted once into a ring of K f32 rows), from the state for tokens
  * before the call, or a zero row. Tasks never write what others read, so no
  * locks. The state update runs as a second parallel-for after every output is
@@ -32,6 +32,10 @@ typedef struct conv1d_job {
   const float **rows; /* per worker: K row pointers */
 } conv1d_job;
 
+/* Tunables: channels a task handles per pass (its rows and weights stay in L1),
+ * and how many tokens ahead it prefetches. */
+enum { channel_block = 512, prefetch_tokens = 4 };
+
 static const char *x_row(const conv1d_job *job, int64_t b, int64_t t) {
   size_t esize = seqmix_dtype_size(job->act);
   return job->x + (size_t)(b * job->x_stride_b + t * job->x_stride_t) * esize;
@@ -44,35 +48,45 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
   const int64_t C = d->channels;
   const int64_t b = task / job->tasks_per_batch;
   const int64_t t0 = (task % job->tasks_per_batch) * job->tokens_per_task;
-  int64_t t1 = t0 + job->tokens_per_task;
-  if (t1 > d->tokens) t1 = d->tokens;
-  float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
-  float *ring = scratch, *out_row = scratch + (size_t)K * C, *zero_row = out_row + C;
+  const int64_t t1 = t0 + job->tokens_per_task < d->tokens ? t0 + job->tokens_per_task : d->tokens;
+  const size_t esize = seqmix_dtype_size(job->act);
   const bool convert = job->act != SEQMIX_F32;
+  float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
+  float *ring = scratch, *out_row = scratch + (size_t)K * channel_block;
+  float *zero_row = out_row + channel_block;
   const float **rows = job->rows + (size_t)worker * (size_t)K;
-  memset(zero_row, 0, (size_t)C * sizeof(float));
+  memset(zero_row, 0, channel_block * sizeof(float));
 
-  /* Input row s (may be negative: then from the state). */
+  for (int64_t c0 = 0; c0 < C; c0 += channel_block) {
+    const int64_t n = C - c0 < (int64_t)channel_block ? C - c0 : (int64_t)channel_block;
+    /* Input row s at channel c0 (s < 0: from the state, or zeros). */
 #define INPUT_ROW(s)                                                                              \
-  ((s) >= 0 ? (convert ? ring + (size_t)((s) % K) * C : (const float *)x_row(job, b, (s)))       \
-   : job->state ? job->state + b * job->s_stride_b + (K - 1 + (s)) * job->s_stride_t             \
+  ((s) >= 0 ? (convert ? ring + (size_t)((s) % K) * channel_block                                \
+                       : (const float *)x_row(job, b, (s)) + c0)                                  \
+   : job->state ? job->state + b * job->s_stride_b + (K - 1 + (s)) * job->s_stride_t + c0        \
                 : zero_row)
-
-  if (convert)
-    for (int64_t s = t0 - K + 1 > 0 ? t0 - K + 1 : 0; s < t0; ++s)
-      job->kernels->load_row(job->act, x_row(job, b, s), ring + (size_t)(s % K) * C, C);
-  for (int64_t t = t0; t < t1; ++t) {
-    if (convert) job->kernels->load_row(job->act, x_row(job, b, t), ring + (size_t)(t % K) * C, C);
-    for (int j = 0; j < K; ++j) rows[j] = INPUT_ROW(t - K + 1 + j);
-    char *y = job->y + (size_t)(b * job->y_stride_b + t * job->y_stride_t) * seqmix_dtype_size(job->act);
-    if (convert) {
-      job->kernels->conv1d_row(out_row, rows, job->weight_t, job->bias, K, C, d->silu);
-      job->kernels->store_row(job->act, out_row, y, C);
-    } else {
-      job->kernels->conv1d_row((float *)y, rows, job->weight_t, job->bias, K, C, d->silu);
+    if (convert)
+      for (int64_t s = t0 - K + 1 > 0 ? t0 - K + 1 : 0; s < t0; ++s)
+        job->kernels->load_row(job->act, x_row(job, b, s) + (size_t)c0 * esize,
+                               ring + (size_t)(s % K) * channel_block, n);
+    for (int64_t t = t0; t < t1; ++t) {
+      /* The hardware prefetchers lose track of rows C apart: fetch ahead by hand. */
+      if (t + prefetch_tokens < d->tokens) {
+        const char *ahead = x_row(job, b, t + prefetch_tokens) + (size_t)c0 * esize;
+        for (size_t off = 0; off < (size_t)n * esize; off += 64) __builtin_prefetch(ahead + off);
+      }
+      if (convert)
+        job->kernels->load_row(job->act, x_row(job, b, t) + (size_t)c0 * esize,
+                               ring + (size_t)(t % K) * channel_block, n);
+      for (int j = 0; j < K; ++j) rows[j] = INPUT_ROW(t - K + 1 + j);
+      char *y = job->y + (size_t)(b * job->y_stride_b + t * job->y_stride_t + c0) * esize;
+      const float *bias = job->bias ? job->bias + c0 : NULL;
+      float *dst = convert ? out_row : (float *)y;
+      job->kernels->conv1d_row(dst, rows, job->weight_t + c0, C, bias, K, n, d->silu);
+      if (convert) job->kernels->store_row(job->act, out_row, y, n);
     }
-  }
 #undef INPUT_ROW
+  }
 }
 
 /* new_state[i] = input row L-(K-1)+i; rows from the old state move down, going
@@ -124,7 +138,7 @@ seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
       .state = state->buffer ? (float *)state->buffer->data + state->offset : NULL,
       .s_stride_b = state->strides[0],
       .s_stride_t = state->strides[1],
-      .scratch_floats = (size_t)(K + 2) * (size_t)C + 16,
+      .scratch_floats = (size_t)(K + 2) * channel_block + 16,
   };
   /* About 8 tasks a thread so uneven runs even out, at least 16 tokens a task. */
   int64_t per_task = (d->batch * d->tokens + threads * 8 - 1) / (threads * 8);

@@ -22,9 +22,9 @@ void sm_pool_run(sm_pool *pool, int64_t tasks, sm_task_fn fn, void *arg);
 typedef struct sm_cpu_kernels {
   const char *isa; /* "avx512", "avx2", "neon", "scalar" */
   int vector_floats;
-  /* y[c] = bias[c] + sum_j w[j*C + c] * rows[j][c] for c < C; SiLU if silu. */
-  void (*conv1d_row)(float *y, const float *const *rows, const float *w, const float *bias, int K,
-                     int64_t C, bool silu);
+  /* y[c] = bias[c] + sum_j w[j*w_stride + c] * rows[j][c] for c < n; SiLU if silu. */
+  void (*conv1d_row)(float *y, const float *const *rows, const float *w, int64_t w_stride,
+                     const float *bias, int K, int64_t n, bool silu);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);

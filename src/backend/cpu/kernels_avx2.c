@@ -32,13 +32,12 @@ TARGET static inline __m256 silu_avx2(__m256 v) {
   return _mm256_div_ps(v, _mm256_add_ps(one, e));
 }
 
-TARGET static void conv1d_row_avx2(float *y, const float *const *rows, const float *w,
-                                   const float *bias, int K, int64_t C, bool silu) {
+TARGET static void conv1d_row_avx2(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
   int64_t c = 0;
   for (; c + 8 <= C; c += 8) {
     __m256 acc = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
     for (int j = 0; j < K; ++j)
-      acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j * C + c), _mm256_loadu_ps(rows[j] + c), acc);
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(w + j * w_stride + c), _mm256_loadu_ps(rows[j] + c), acc);
     if (silu) acc = silu_avx2(acc);
     _mm256_storeu_ps(y + c, acc);
   }
@@ -47,7 +46,7 @@ TARGET static void conv1d_row_avx2(float *y, const float *const *rows, const flo
     __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(C - c)), lane);
     __m256 acc = bias ? _mm256_maskload_ps(bias + c, mask) : _mm256_setzero_ps();
     for (int j = 0; j < K; ++j)
-      acc = _mm256_fmadd_ps(_mm256_maskload_ps(w + j * C + c, mask),
+      acc = _mm256_fmadd_ps(_mm256_maskload_ps(w + j * w_stride + c, mask),
                             _mm256_maskload_ps(rows[j] + c, mask), acc);
     if (silu) acc = silu_avx2(acc);
     _mm256_maskstore_ps(y + c, mask, acc);

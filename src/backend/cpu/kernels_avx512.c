@@ -29,13 +29,12 @@ TARGET static inline __m512 silu_avx512(__m512 v) {
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
-TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w,
-                                     const float *bias, int K, int64_t C, bool silu) {
+TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
   for (int64_t c = 0; c < C; c += 16) {
     __mmask16 m = C - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c)) - 1u);
     __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
     for (int j = 0; j < K; ++j)
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j * C + c),
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j * w_stride + c),
                             _mm512_maskz_loadu_ps(m, rows[j] + c), acc);
     if (silu) acc = silu_avx512(acc);
     _mm512_mask_storeu_ps(y + c, m, acc);

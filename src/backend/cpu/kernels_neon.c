@@ -22,12 +22,11 @@ static inline float32x4_t exp_neon(float32x4_t x) {
   return vmulq_f32(p, vreinterpretq_f32_s32(e));
 }
 
-static void conv1d_row_neon(float *y, const float *const *rows, const float *w, const float *bias,
-                            int K, int64_t C, bool silu) {
+static void conv1d_row_neon(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
   int64_t c = 0;
   for (; c + 4 <= C; c += 4) {
     float32x4_t acc = bias ? vld1q_f32(bias + c) : vdupq_n_f32(0.0f);
-    for (int j = 0; j < K; ++j) acc = vfmaq_f32(acc, vld1q_f32(w + j * C + c), vld1q_f32(rows[j] + c));
+    for (int j = 0; j < K; ++j) acc = vfmaq_f32(acc, vld1q_f32(w + j * w_stride + c), vld1q_f32(rows[j] + c));
     if (silu) {
       float32x4_t e = exp_neon(vnegq_f32(acc));
       acc = vdivq_f32(acc, vaddq_f32(vdupq_n_f32(1.0f), e));
@@ -36,7 +35,7 @@ static void conv1d_row_neon(float *y, const float *const *rows, const float *w, 
   }
   for (; c < C; ++c) {
     float acc = bias ? bias[c] : 0.0f;
-    for (int j = 0; j < K; ++j) acc = fmaf(w[j * C + c], rows[j][c], acc);
+    for (int j = 0; j < K; ++j) acc = fmaf(w[j * w_stride + c], rows[j][c], acc);
     y[c] = silu ? acc / (1.0f + expf(-acc)) : acc;
   }
 }

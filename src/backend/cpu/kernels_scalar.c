@@ -4,11 +4,10 @@
 
 #include <math.h>
 
-static void conv1d_row_scalar(float *y, const float *const *rows, const float *w,
-                              const float *bias, int K, int64_t C, bool silu) {
+static void conv1d_row_scalar(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
   for (int64_t c = 0; c < C; ++c) {
     float acc = bias ? bias[c] : 0.0f;
-    for (int j = 0; j < K; ++j) acc = fmaf(w[j * C + c], rows[j][c], acc);
+    for (int j = 0; j < K; ++j) acc = fmaf(w[j * w_stride + c], rows[j][c], acc);
     y[c] = silu ? acc / (1.0f + expf(-acc)) : acc;
   }
 }

@@ -1,0 +1,59 @@
+/* The `seqmix` command: shared declarations. Uses only the public header. */
+#ifndef SEQMIX_CLI_H
+#define SEQMIX_CLI_H
+
+#include <seqmix.h>
+
+#include <stdio.h>
+
+/* One shape of one op, as verify and bench run it. */
+typedef struct cli_case {
+  const char *name; /* bench case name from the issue, e.g. "prefill-4k" */
+  int64_t dims[8];  /* op-specific: conv1d B, L, C, K */
+  unsigned flags;   /* op-specific options */
+} cli_case;
+
+/* An op the command knows: cases, and how to set up, run and check one. */
+typedef struct cli_op {
+  const char *name;
+  const cli_case *verify_cases;
+  int verify_count;
+  const cli_case *bench_cases;
+  int bench_count;
+  /* Makes random inputs and outputs for a case on ctx. */
+  seqmix_status (*setup)(seqmix_context *ctx, const cli_case *c, seqmix_dtype dtype,
+                         unsigned long long seed, void **state);
+  seqmix_status (*run)(void *state);
+  /* Restores the inputs, runs once, compares every output with the float64
+   * reference: the worst relative L2 error. */
+  seqmix_status (*check)(void *state, double *rel_err);
+  void (*teardown)(void *state);
+  /* FLOPs and bytes moved by one run, and a short description of the shape. */
+  void (*cost)(const cli_case *c, seqmix_dtype dtype, double *flops, double *bytes);
+  void (*describe)(const cli_case *c, char *buf, size_t size);
+  bool memory_bound; /* the roofline bound that applies */
+} cli_op;
+
+extern const cli_op cli_conv1d_op;
+extern const cli_op *const cli_ops[];
+extern const int cli_op_count;
+
+const cli_op *cli_find_op(const char *name);
+double cli_tolerance(seqmix_dtype dtype);
+double cli_now(void); /* seconds, monotonic */
+bool cli_parse_dtype(const char *s, seqmix_dtype *out);
+
+/* Machine limits measured in this run (roofline.c). */
+typedef struct cli_roofline {
+  double fma_gflops;  /* f32 FMA peak of the host CPU, all cores */
+  double copy_gbs;    /* host memory copy bandwidth, read + write */
+} cli_roofline;
+void cli_measure_roofline(cli_roofline *r);
+/* Copy bandwidth (read + write GB/s) of a device through seqmix_tensor_copy. */
+double cli_device_copy_gbs(seqmix_context *ctx);
+
+int cli_devices(int argc, char **argv);
+int cli_verify(int argc, char **argv);
+int cli_bench(int argc, char **argv);
+
+#endif

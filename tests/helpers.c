@@ -5,6 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <dlfcn.h>
+
+/* Keep lavapipe loaded until exit so LeakSanitizer can name its frames. */
+__attribute__((constructor)) static void keep_lavapipe_loaded(void) {
+  (void)dlopen("libvulkan_lvp.so", RTLD_NOW | RTLD_NODELETE);
+}
 
 static char ids[64][32];
 static int id_count = -1;

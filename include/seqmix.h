@@ -186,6 +186,42 @@ SEQMIX_API seqmix_status seqmix_conv1d_causal(seqmix_context *ctx,
                                               seqmix_tensor *y,     /* [B, L, C] */
                                               const seqmix_conv1d_params *params);
 
+/* Attention (softmax or sigmoid), FlashAttention-style on every device.
+ * Query i (of Lq) sees key j (of Lk) iff causal is false or j <= i + Lk - Lq
+ * (bottom-right alignment), and, with window W > 0, j > i + Lk - Lq - W.
+ * s = scale * q.k; with softcap c > 0, s = c * tanh(s / c); softmax over the
+ * visible keys, or sigmoid(s + sigmoid_bias) per key. GQA/MQA: q head h reads k/v
+ * head h / (Hq / Hk). A query row that sees no key outputs zeros and lse = -inf. */
+typedef enum seqmix_score { SEQMIX_SCORE_SOFTMAX, SEQMIX_SCORE_SIGMOID } seqmix_score;
+typedef struct seqmix_attention_params {
+  float scale;        /* 0: 1/sqrt(head_dim) */
+  bool causal;        /* query i (of Lq) sees key j (of Lk) iff j <= i + Lk - Lq */
+  int32_t window;     /* 0: none; W > 0 (causal only): also j > i + Lk - Lq - W */
+  float softcap;      /* 0: none; else s = softcap * tanh(s / softcap) */
+  seqmix_score score; /* softmax over keys, or sigmoid(s + sigmoid_bias) per key */
+  float sigmoid_bias;
+  const seqmix_tensor *cu_seqlens_q; /* I32 [B+1]: packed variable-length batch; */
+  const seqmix_tensor *cu_seqlens_k; /*   q is then [1, total_q, Hq, D], k/v [1, total_k, Hk, D] */
+  const seqmix_tensor *seqused_k;    /* I32 [B]: keys in use per sequence (KV cache), NULL: all */
+  uint32_t reserved[8];              /* zero */
+} seqmix_attention_params;
+
+SEQMIX_API seqmix_status seqmix_attention(seqmix_context *ctx,
+                                          const seqmix_tensor *q, /* [B, Lq, Hq, D] */
+                                          const seqmix_tensor *k, /* [B, Lk, Hk, D] */
+                                          const seqmix_tensor *v, /* [B, Lk, Hk, Dv] */
+                                          seqmix_tensor *out,     /* [B, Lq, Hq, Dv] */
+                                          seqmix_tensor *lse, /* F32 [B, Hq, Lq] or NULL (softmax) */
+                                          const seqmix_attention_params *params);
+
+/* Combines n partial softmax results over disjoint key sets (split-K, several
+ * devices): out = sum_i exp(lse_i - lse) out_i, lse = log sum_i exp(lse_i).
+ * outs[i] [B, Lq, Hq, Dv] and lses[i] F32 [B, Hq, Lq]; lse may be NULL. */
+SEQMIX_API seqmix_status seqmix_attention_merge(seqmix_context *ctx, int n,
+                                                const seqmix_tensor *const *outs,
+                                                const seqmix_tensor *const *lses,
+                                                seqmix_tensor *out, seqmix_tensor *lse);
+
 /* ---- Float64 references -------------------------------------------------- */
 /* The float64 reference implementations every device is checked against, on
  * dense row-major host arrays. Used by `seqmix verify` and the tests; they are
@@ -196,6 +232,24 @@ SEQMIX_API seqmix_status seqmix_reference_conv1d_causal(int64_t batch, int64_t t
                                                         const double *bias, double *state,
                                                         double *y,
                                                         const seqmix_conv1d_params *params);
+
+/* Attention on dense arrays with the layouts of seqmix_attention. Varlen:
+ * cu_seqlens_q/k hold batch+1 offsets and q_tokens/k_tokens are the totals
+ * (batch is then the number of sequences and the arrays have one leading batch
+ * of 1). seqused_k may be NULL. lse may be NULL. */
+typedef struct seqmix_reference_attention_shape {
+  int64_t batch, q_tokens, k_tokens, q_heads, k_heads, head_dim, v_head_dim;
+  const int32_t *cu_seqlens_q, *cu_seqlens_k, *seqused_k;
+} seqmix_reference_attention_shape;
+SEQMIX_API seqmix_status seqmix_reference_attention(const seqmix_reference_attention_shape *shape,
+                                                    const double *q, const double *k,
+                                                    const double *v, double *out, double *lse,
+                                                    const seqmix_attention_params *params);
+SEQMIX_API seqmix_status seqmix_reference_attention_merge(int n, int64_t batch, int64_t q_tokens,
+                                                          int64_t q_heads, int64_t v_head_dim,
+                                                          const double *const *outs,
+                                                          const double *const *lses, double *out,
+                                                          double *lse);
 
 #ifdef __cplusplus
 }

@@ -36,6 +36,8 @@ typedef struct sm_open_options {
 
 typedef enum sm_op_kind {
   SM_OP_CONV1D_CAUSAL,
+  SM_OP_ATTENTION,
+  SM_OP_ATTENTION_MERGE,
   SM_OP_KIND_COUNT,
 } sm_op_kind;
 
@@ -50,7 +52,7 @@ typedef struct sm_tensor_ref {
   int64_t strides[SEQMIX_MAX_RANK];
 } sm_tensor_ref;
 
-enum { SM_OP_MAX_TENSORS = 12 };
+enum { SM_OP_MAX_TENSORS = 20 };
 
 /* Tensor slots of SM_OP_CONV1D_CAUSAL. */
 enum { SM_CONV1D_X, SM_CONV1D_WEIGHT, SM_CONV1D_BIAS, SM_CONV1D_STATE, SM_CONV1D_Y };
@@ -59,6 +61,35 @@ typedef struct sm_conv1d_desc {
   int64_t batch, tokens, channels, kernel; /* B, L, C, K */
   bool silu;
 } sm_conv1d_desc;
+
+/* Tensor slots of SM_OP_ATTENTION. lse, the cu_seqlens and seqused_k may be absent. */
+enum {
+  SM_ATTN_Q, SM_ATTN_K, SM_ATTN_V, SM_ATTN_OUT, SM_ATTN_LSE,
+  SM_ATTN_CU_Q, SM_ATTN_CU_K, SM_ATTN_SEQUSED_K,
+};
+
+/* Attention. Dense: q [B, Lq, Hq, D], k [B, Lk, Hk, D], v [B, Lk, Hk, Dv],
+ * out [B, Lq, Hq, Dv], lse [B, Hq, Lq]. Varlen (cu_q/cu_k present): batch is the
+ * number of sequences, tensors have a leading dim of 1, q_tokens/k_tokens are the
+ * totals, and sequence b owns q rows cu_q[b]..cu_q[b+1] and k rows cu_k[b]..cu_k[b+1];
+ * lse is [1, Hq, total_q]. seqused_k[b] (if present) caps the keys of sequence b.
+ * Core has checked every offset; host copies are valid during launch. */
+typedef struct sm_attention_desc {
+  int64_t batch, q_tokens, k_tokens, q_heads, k_heads, head_dim, v_head_dim;
+  int64_t max_q_len, max_k_len; /* longest sequence (dense: q_tokens, k_tokens) */
+  float scale, softcap, sigmoid_bias;
+  bool causal, sigmoid, varlen;
+  int32_t window;
+  const int32_t *cu_q, *cu_k, *seqused_k; /* host copies or NULL */
+} sm_attention_desc;
+
+/* SM_OP_ATTENTION_MERGE: tensors are out, lse (may be absent), then pairs
+ * (out_i, lse_i) for i < parts; shapes as in seqmix_attention_merge. */
+enum { SM_MERGE_OUT, SM_MERGE_LSE, SM_MERGE_FIRST_PART, SM_MERGE_MAX_PARTS = 8 };
+typedef struct sm_merge_desc {
+  int parts;
+  int64_t batch, q_tokens, q_heads, v_head_dim;
+} sm_merge_desc;
 
 typedef struct sm_op {
   sm_op_kind kind;
@@ -69,6 +100,8 @@ typedef struct sm_op {
   uint32_t output_mask;
   union {
     sm_conv1d_desc conv1d;
+    sm_attention_desc attention;
+    sm_merge_desc merge;
   } u;
 } sm_op;
 

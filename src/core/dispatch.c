@@ -80,6 +80,8 @@ static seqmix_status run_on_cpu(seqmix_context *ctx, const sm_op *op) {
 
 static const char *const op_kind_names[SM_OP_KIND_COUNT] = {
     [SM_OP_CONV1D_CAUSAL] = "conv1d_causal",
+    [SM_OP_ATTENTION] = "attention",
+    [SM_OP_ATTENTION_MERGE] = "attention_merge",
 };
 
 uint32_t sm_op_kinds_from_list(const char *list) {

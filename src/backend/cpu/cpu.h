@@ -25,6 +25,10 @@ typedef struct sm_cpu_kernels {
   /* y[c] = bias[c] + sum_j w[j*w_stride + c] * rows[j][c] for c < n; SiLU if silu. */
   void (*conv1d_row)(float *y, const float *const *rows, const float *w, int64_t w_stride,
                      const float *bias, int K, int64_t n, bool silu);
+  /* sum a[i] * b[i]; y[i] += a * x[i]; y[i] *= a (i < n). */
+  float (*dot)(const float *a, const float *b, int64_t n);
+  void (*axpy)(float *y, float a, const float *x, int64_t n);
+  void (*scale)(float *y, float a, int64_t n);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);
@@ -55,5 +59,7 @@ seqmix_status sm_cpu_copy(sm_device *dev, sm_buffer *src, size_t src_offset, sm_
 
 /* Per-op entry points (one file per op family). */
 seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op);
 
 #endif

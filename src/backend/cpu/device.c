@@ -96,12 +96,14 @@ static void cpu_close(sm_device *dev) {
 
 static bool cpu_supports(sm_device *dev, const sm_op *op) {
   (void)dev;
-  return op->kind == SM_OP_CONV1D_CAUSAL;
+  return op->kind < SM_OP_KIND_COUNT;
 }
 
 static seqmix_status cpu_launch(sm_device *dev, const sm_op *op) {
   switch (op->kind) {
   case SM_OP_CONV1D_CAUSAL: return sm_cpu_conv1d(dev, op);
+  case SM_OP_ATTENTION: return sm_cpu_attention(dev, op);
+  case SM_OP_ATTENTION_MERGE: return sm_cpu_attention_merge(dev, op);
   case SM_OP_KIND_COUNT: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the cpu backend has no kernel for it", op->name);

@@ -59,10 +59,32 @@ static void store_row_neon(seqmix_dtype dtype, const float *src, void *dst, int6
   sm_cpu_kernels_scalar.store_row(dtype, src + i, h + i, n - i);
 }
 
+static float dot_neon(const float *a, const float *b, int64_t n) {
+  float32x4_t acc = vdupq_n_f32(0.0f);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) acc = vfmaq_f32(acc, vld1q_f32(a + i), vld1q_f32(b + i));
+  float s = vaddvq_f32(acc);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+static void axpy_neon(float *y, float a, const float *x, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vfmaq_n_f32(vld1q_f32(y + i), vld1q_f32(x + i), a));
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+static void scale_neon(float *y, float a, int64_t n) {
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vmulq_n_f32(vld1q_f32(y + i), a));
+  for (; i < n; ++i) y[i] *= a;
+}
+
 const sm_cpu_kernels sm_cpu_kernels_neon = {
     .isa = "neon",
     .vector_floats = 4,
     .conv1d_row = conv1d_row_neon,
+    .dot = dot_neon,
+    .axpy = axpy_neon,
+    .scale = scale_neon,
     .load_row = load_row_neon,
     .store_row = store_row_neon,
 };

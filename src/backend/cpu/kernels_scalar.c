@@ -28,10 +28,25 @@ static void store_row_scalar(seqmix_dtype dtype, const float *src, void *dst, in
     for (int64_t i = 0; i < n; ++i) h[i] = sm_f32_to_bf16(src[i]);
 }
 
+static float dot_scalar(const float *a, const float *b, int64_t n) {
+  float acc = 0;
+  for (int64_t i = 0; i < n; ++i) acc = fmaf(a[i], b[i], acc);
+  return acc;
+}
+static void axpy_scalar(float *y, float a, const float *x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = fmaf(a, x[i], y[i]);
+}
+static void scale_scalar(float *y, float a, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] *= a;
+}
+
 const sm_cpu_kernels sm_cpu_kernels_scalar = {
     .isa = "scalar",
     .vector_floats = 1,
     .conv1d_row = conv1d_row_scalar,
+    .dot = dot_scalar,
+    .axpy = axpy_scalar,
+    .scale = scale_scalar,
     .load_row = load_row_scalar,
     .store_row = store_row_scalar,
 };

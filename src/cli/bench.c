@@ -90,6 +90,7 @@ int cli_bench(int argc, char **argv) {
                   seqmix_dtype_name(dtype), info.id, "");
           void *state = NULL;
           double ms = 0, err = -1, flops, bytes;
+          bool memory_bound;
           seqmix_status st = op->setup(ctx, cs, dtype, 12345u + (unsigned)c, &state);
           if (!st) st = time_op(op, state, ctx, &ms);
           if (!st) st = op->check(state, &err);
@@ -100,9 +101,9 @@ int cli_bench(int argc, char **argv) {
             failures++;
             continue;
           }
-          op->cost(cs, dtype, &flops, &bytes);
+          op->cost(cs, dtype, &flops, &bytes, &memory_bound);
           double gflops = flops / (ms * 1e-3) * 1e-9, gbs = bytes / (ms * 1e-3) * 1e-9;
-          double peak = op->memory_bound ? gbs / copy_gbs
+          double peak = memory_bound ? gbs / copy_gbs
                                          : (host_bound ? gflops / roof.fma_gflops : 0);
           if (o.json)
             printf("{\"op\":\"%s\",\"case\":\"%s\",\"device\":\"%s\",\"shape\":\"%s\",\"dtype\":"

@@ -7,24 +7,24 @@
 
 /* ---- shared: random data, tensors, comparison ---- */
 
-static unsigned long long rng_next(unsigned long long *s) {
+static unsigned long long rng_next_(unsigned long long *s) {
   *s ^= *s >> 12;
   *s ^= *s << 25;
   *s ^= *s >> 27;
   return *s * 2685821657736338717ull;
 }
 
-static float *random_floats(size_t n, float lo, float hi, unsigned long long *rng) {
+float *cli_random_floats(size_t n, float lo, float hi, unsigned long long *rng) {
   float *p = malloc((n ? n : 1) * sizeof *p);
   if (!p) return NULL;
   for (size_t i = 0; i < n; ++i)
-    p[i] = lo + (hi - lo) * (float)((rng_next(rng) >> 40) * (1.0 / 16777216.0));
+    p[i] = lo + (hi - lo) * (float)((rng_next_(rng) >> 40) * (1.0 / 16777216.0));
   return p;
 }
 
 /* Creates a tensor holding data; data is replaced by the values as stored. */
-static seqmix_status make_tensor(seqmix_context *ctx, seqmix_dtype dtype, int rank,
-                                 const int64_t *shape, float *data, seqmix_tensor **out) {
+seqmix_status cli_make_tensor(seqmix_context *ctx, seqmix_dtype dtype, int rank,
+                              const int64_t *shape, float *data, seqmix_tensor **out) {
   seqmix_status st = seqmix_tensor_create(ctx, dtype, rank, shape, out);
   if (st || !data) return st;
   size_t n = (size_t)seqmix_tensor_numel(*out);
@@ -32,14 +32,14 @@ static seqmix_status make_tensor(seqmix_context *ctx, seqmix_dtype dtype, int ra
   return seqmix_tensor_read_f32(*out, data, n);
 }
 
-static double *to_double(const float *f, size_t n) {
+double *cli_to_double(const float *f, size_t n) {
   double *d = malloc((n ? n : 1) * sizeof *d);
   if (d)
     for (size_t i = 0; i < n; ++i) d[i] = f[i];
   return d;
 }
 
-static double rel_l2(const float *out, const double *ref, size_t n) {
+double cli_rel_l2(const float *out, const double *ref, size_t n) {
   double num = 0, den = 0;
   for (size_t i = 0; i < n; ++i) {
     if (isnan(out[i])) return INFINITY;
@@ -50,7 +50,7 @@ static double rel_l2(const float *out, const double *ref, size_t n) {
   return den > 0 ? sqrt(num / den) : (num > 0 ? INFINITY : 0);
 }
 
-static void fill_nan(float *p, size_t n) {
+void cli_fill_nan(float *p, size_t n) {
   for (size_t i = 0; i < n; ++i) p[i] = NAN;
 }
 
@@ -86,19 +86,19 @@ static seqmix_status conv1d_setup(seqmix_context *ctx, const cli_case *c, seqmix
   const int64_t xs[] = {s->B, s->L, s->C}, ws[] = {s->C, s->K}, bs[] = {s->C},
                 ss[] = {s->B, s->K - 1, s->C};
   size_t nx = (size_t)(s->B * s->L * s->C), ns = (size_t)(s->B * (s->K - 1) * s->C);
-  s->x = random_floats(nx, -2, 2, &rng);
-  s->w = random_floats((size_t)(s->C * s->K), -1, 1, &rng);
-  s->bias = random_floats((size_t)s->C, -0.5f, 0.5f, &rng);
-  s->state0 = random_floats(ns, -2, 2, &rng);
+  s->x = cli_random_floats(nx, -2, 2, &rng);
+  s->w = cli_random_floats((size_t)(s->C * s->K), -1, 1, &rng);
+  s->bias = cli_random_floats((size_t)s->C, -0.5f, 0.5f, &rng);
+  s->state0 = cli_random_floats(ns, -2, 2, &rng);
   seqmix_dtype param = (c->flags & CONV_PARAM_ACT) ? dtype : SEQMIX_F32;
   seqmix_status st = SEQMIX_ERROR_OUT_OF_MEMORY;
   if (!s->x || !s->w || !s->bias || !s->state0) goto fail;
-  if ((st = make_tensor(ctx, dtype, 3, xs, s->x, &s->tx)) ||
-      (st = make_tensor(ctx, param, 2, ws, s->w, &s->tw)) ||
-      (st = make_tensor(ctx, dtype, 3, xs, NULL, &s->ty)))
+  if ((st = cli_make_tensor(ctx, dtype, 3, xs, s->x, &s->tx)) ||
+      (st = cli_make_tensor(ctx, param, 2, ws, s->w, &s->tw)) ||
+      (st = cli_make_tensor(ctx, dtype, 3, xs, NULL, &s->ty)))
     goto fail;
-  if ((c->flags & CONV_BIAS) && (st = make_tensor(ctx, param, 1, bs, s->bias, &s->tb))) goto fail;
-  if ((c->flags & CONV_STATE) && (st = make_tensor(ctx, SEQMIX_F32, 3, ss, s->state0, &s->ts)))
+  if ((c->flags & CONV_BIAS) && (st = cli_make_tensor(ctx, param, 1, bs, s->bias, &s->tb))) goto fail;
+  if ((c->flags & CONV_STATE) && (st = cli_make_tensor(ctx, SEQMIX_F32, 3, ss, s->state0, &s->ts)))
     goto fail;
   *out = s;
   return SEQMIX_OK;
@@ -117,13 +117,13 @@ static seqmix_status conv1d_check(void *p, double *rel_err) {
   conv1d_state *s = p;
   size_t ny = (size_t)(s->B * s->L * s->C), ns = (size_t)(s->B * (s->K - 1) * s->C);
   float *y = malloc(ny * sizeof *y), *state = malloc((ns ? ns : 1) * sizeof *state);
-  double *rx = to_double(s->x, ny), *rw = to_double(s->w, (size_t)(s->C * s->K));
-  double *rb = to_double(s->bias, (size_t)s->C), *rs = to_double(s->state0, ns);
+  double *rx = cli_to_double(s->x, ny), *rw = cli_to_double(s->w, (size_t)(s->C * s->K));
+  double *rb = cli_to_double(s->bias, (size_t)s->C), *rs = cli_to_double(s->state0, ns);
   double *ry = malloc(ny * sizeof *ry);
   seqmix_status st = SEQMIX_ERROR_OUT_OF_MEMORY;
   if (!y || !state || !rx || !rw || !rb || !rs || !ry) goto done;
   /* Fresh state and a NaN-poisoned output, so an unwritten element fails. */
-  fill_nan(y, ny);
+  cli_fill_nan(y, ny);
   if ((st = seqmix_tensor_write_f32(s->ty, y, ny))) goto done;
   if (s->ts && (st = seqmix_tensor_write_f32(s->ts, s->state0, ns))) goto done;
   if ((st = conv1d_run(s)) || (st = seqmix_tensor_read_f32(s->ty, y, ny))) goto done;
@@ -132,9 +132,9 @@ static seqmix_status conv1d_check(void *p, double *rel_err) {
   st = seqmix_reference_conv1d_causal(s->B, s->L, s->C, s->K, rx, rw, s->tb ? rb : NULL,
                                       s->ts ? rs : NULL, ry, &params);
   if (st) goto done;
-  *rel_err = rel_l2(y, ry, ny);
+  *rel_err = cli_rel_l2(y, ry, ny);
   if (s->ts) {
-    double e = rel_l2(state, rs, ns);
+    double e = cli_rel_l2(state, rs, ns);
     if (!(e <= *rel_err)) *rel_err = e;
   }
 done:
@@ -142,7 +142,9 @@ done:
   return st;
 }
 
-static void conv1d_cost(const cli_case *c, seqmix_dtype dtype, double *flops, double *bytes) {
+static void conv1d_cost(const cli_case *c, seqmix_dtype dtype, double *flops, double *bytes,
+                        bool *memory_bound) {
+  *memory_bound = true;
   double B = (double)c->dims[0], L = (double)c->dims[1], C = (double)c->dims[2],
          K = (double)c->dims[3];
   double esize = (double)seqmix_dtype_size(dtype);
@@ -186,5 +188,4 @@ const cli_op cli_conv1d_op = {
     .teardown = conv1d_teardown,
     .cost = conv1d_cost,
     .describe = conv1d_describe,
-    .memory_bound = true,
 };

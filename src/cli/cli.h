@@ -28,18 +28,27 @@ typedef struct cli_op {
    * reference: the worst relative L2 error. */
   seqmix_status (*check)(void *state, double *rel_err);
   void (*teardown)(void *state);
-  /* FLOPs and bytes moved by one run, and a short description of the shape. */
-  void (*cost)(const cli_case *c, seqmix_dtype dtype, double *flops, double *bytes);
+  /* FLOPs and bytes moved by one run, and which roofline bound applies. */
+  void (*cost)(const cli_case *c, seqmix_dtype dtype, double *flops, double *bytes,
+               bool *memory_bound);
   void (*describe)(const cli_case *c, char *buf, size_t size);
-  bool memory_bound; /* the roofline bound that applies */
 } cli_op;
 
 extern const cli_op cli_conv1d_op;
+extern const cli_op cli_attention_op;
 extern const cli_op *const cli_ops[];
 extern const int cli_op_count;
 
 const cli_op *cli_find_op(const char *name);
 double cli_tolerance(seqmix_dtype dtype);
+
+/* Helpers shared by the ops in cases.c and attention.c. */
+float *cli_random_floats(size_t n, float lo, float hi, unsigned long long *rng);
+seqmix_status cli_make_tensor(seqmix_context *ctx, seqmix_dtype dtype, int rank,
+                              const int64_t *shape, float *data, seqmix_tensor **out);
+double *cli_to_double(const float *f, size_t n);
+double cli_rel_l2(const float *out, const double *ref, size_t n);
+void cli_fill_nan(float *p, size_t n);
 double cli_now(void); /* seconds, monotonic */
 bool cli_parse_dtype(const char *s, seqmix_dtype *out);
 

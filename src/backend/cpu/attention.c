@@ -15,15 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Tunables. */
-enum { q_block = 16, k_block = 64, min_keys_per_split = 128 };
+/* Tunables: query rows a task owns (query tokens x the q heads that share one
+ * k head), keys per block, fewest keys worth a split of their own. */
+enum { q_block = 32, k_block = 64, min_keys_per_split = 256, dot_rows = 4, prefetch_keys = 32 };
 
 typedef struct attn_job {
   const sm_attention_desc *d;
   const sm_cpu_kernels *kern;
   const sm_tensor_ref *q, *k, *v, *out, *lse;
-  int64_t q_blocks, splits, split_len;
-  float *partials; /* per (task row, split): acc[Dv], m, l */
+  int64_t group;    /* q heads per k head */
+  int64_t q_blocks; /* blocks of q_block rows over (token, head in group) */
+  int64_t splits, split_len;
+  float *partials; /* per (row, split): acc[Dv], m, l */
   float *scratch;
   size_t scratch_floats;
 } attn_job;
@@ -42,7 +45,7 @@ static seq_range sequence(const sm_attention_desc *d, int64_t b) {
   return r;
 }
 
-/* Visible keys of row i: [lo, hi] (empty when hi < lo). */
+/* Visible keys of query token i: [lo, hi] (empty when hi < lo). */
 static void visible(const sm_attention_desc *d, const seq_range *s, int64_t i, int64_t *lo,
                     int64_t *hi) {
   *lo = 0;
@@ -59,36 +62,56 @@ static size_t row_offset(const sm_tensor_ref *r, int64_t b, int64_t t, int64_t h
   return (size_t)(r->offset + b * r->strides[0] + t * r->strides[1] + h * r->strides[2]);
 }
 
-static const float *as_f32(const attn_job *job, const sm_tensor_ref *r, size_t off, int64_t n,
-                           float *buf) {
-  const char *base = r->buffer->data;
-  if (r->dtype == SEQMIX_F32) return (const float *)base + off;
-  job->kern->load_row(r->dtype, base + off * 2, buf, n);
-  return buf;
+static void prefetch_row(const sm_tensor_ref *r, size_t off, int64_t n) {
+  const char *p = (const char *)r->buffer->data + off * seqmix_dtype_size(r->dtype);
+  for (size_t b = 0; b < (size_t)n * seqmix_dtype_size(r->dtype); b += 64) __builtin_prefetch(p + b);
 }
 
+static void load_f32(const attn_job *job, const sm_tensor_ref *r, size_t off, int64_t n, float *dst) {
+  const char *base = r->buffer->data;
+  if (r->dtype == SEQMIX_F32) memcpy(dst, (const float *)base + off, (size_t)n * sizeof *dst);
+  else job->kern->load_row(r->dtype, base + off * 2, dst, n);
+}
+
+static void store_out(const attn_job *job, int64_t tb, int64_t t, int64_t h, const float *row,
+                      float lse) {
+  const sm_tensor_ref *o = job->out, *l = job->lse;
+  const int64_t Dv = job->d->v_head_dim;
+  size_t off = row_offset(o, tb, t, h);
+  char *base = o->buffer->data;
+  if (o->dtype == SEQMIX_F32) memcpy((float *)base + off, row, (size_t)Dv * sizeof *row);
+  else job->kern->store_row(o->dtype, row, base + off * 2, Dv);
+  if (l->buffer)
+    ((float *)l->buffer->data)[l->offset + tb * l->strides[0] + h * l->strides[1] + t * l->strides[2]] = lse;
+}
+
+/*
+ * One task: sequence b, k head hk, a block of rows r = token * group + g (so the
+ * q heads that share a k head share every K/V block loaded), one key split.
+ * Per key block: S = Q K^T with the mm kernel on a transposed K block, mask and
+ * softcap, online softmax (block max, rescale, exp), O += P V with the mm kernel.
+ */
 static void attn_task(void *arg, int64_t task, int worker) {
   const attn_job *job = arg;
   const sm_attention_desc *d = job->d;
-  const int64_t D = d->head_dim, Dv = d->v_head_dim, Hq = d->q_heads;
+  const sm_cpu_kernels *kern = job->kern;
+  const int64_t D = d->head_dim, Dv = d->v_head_dim, G = job->group, Hk = d->k_heads;
   const int64_t split = task % job->splits, qb = (task / job->splits) % job->q_blocks;
-  const int64_t h = (task / job->splits / job->q_blocks) % Hq;
-  const int64_t b = task / job->splits / job->q_blocks / Hq;
-  const int64_t hk = h / (Hq / d->k_heads);
-  const int64_t tb = d->varlen ? 0 : b; /* batch index in the tensors */
+  const int64_t hk = (task / job->splits / job->q_blocks) % Hk;
+  const int64_t b = task / job->splits / job->q_blocks / Hk;
+  const int64_t tb = d->varlen ? 0 : b;
   const seq_range s = sequence(d, b);
-  const int64_t i0 = qb * q_block, i1 = i0 + q_block < s.lq ? i0 + q_block : s.lq;
-  if (i0 >= s.lq) return;
+  const int64_t r0 = qb * q_block, r1 = r0 + q_block < s.lq * G ? r0 + q_block : s.lq * G;
+  if (r0 >= r1) return;
+  const int64_t rows = r1 - r0;
 
   float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
-  float *qrows = scratch, *acc = qrows + q_block * D, *m = acc + q_block * Dv, *l = m + q_block;
-  float *scores = l + q_block, *kbuf = scores + k_block, *vbuf = kbuf + k_block * D;
-  const float **krows = (const float **)(vbuf + k_block * Dv);
-  const float **vrows = krows + k_block;
+  float *qs = scratch, *acc = qs + q_block * D, *m = acc + q_block * Dv, *l = m + q_block;
+  float *sc = l + q_block, *kt = sc + q_block * k_block, *vb = kt + D * k_block;
 
-  /* Keys this task may see: the union of its rows' ranges, cut to its split. */
+  /* Keys any row may see, cut to this split. */
   int64_t lo_all = INT64_MAX, hi_all = -1;
-  for (int64_t i = i0; i < i1; ++i) {
+  for (int64_t i = r0 / G; i <= (r1 - 1) / G; ++i) {
     int64_t lo, hi;
     visible(d, &s, i, &lo, &hi);
     if (hi >= lo) {
@@ -100,94 +123,121 @@ static void attn_task(void *arg, int64_t task, int worker) {
   if (split_lo > lo_all) lo_all = split_lo;
   if (split_hi < hi_all) hi_all = split_hi;
 
-  for (int64_t i = i0; i < i1; ++i) {
-    float *qi = qrows + (i - i0) * D;
-    const float *src = as_f32(job, job->q, row_offset(job->q, tb, s.q0 + i, h), D, qi);
-    if (src != qi) memcpy(qi, src, (size_t)D * sizeof *qi);
-    memset(acc + (i - i0) * Dv, 0, (size_t)Dv * sizeof *acc);
-    m[i - i0] = -INFINITY;
-    l[i - i0] = 0;
+  for (int64_t r = r0; r < r1; ++r) {
+    float *qr = qs + (r - r0) * D;
+    load_f32(job, job->q, row_offset(job->q, tb, s.q0 + r / G, hk * G + r % G), D, qr);
+    kern->scale(qr, d->scale, D); /* s = (scale q) . k */
+    memset(acc + (r - r0) * Dv, 0, (size_t)Dv * sizeof *acc);
+    m[r - r0] = -INFINITY;
+    l[r - r0] = 0;
   }
 
+  const bool v_direct = job->v->dtype == SEQMIX_F32;
   for (int64_t j0 = lo_all; j0 <= hi_all; j0 += k_block) {
-    const int64_t j1 = j0 + k_block - 1 < hi_all ? j0 + k_block - 1 : hi_all;
-    for (int64_t j = j0; j <= j1; ++j) {
-      krows[j - j0] = as_f32(job, job->k, row_offset(job->k, tb, s.k0 + j, hk), D, kbuf + (j - j0) * D);
-      vrows[j - j0] = as_f32(job, job->v, row_offset(job->v, tb, s.k0 + j, hk), Dv, vbuf + (j - j0) * Dv);
+    const int64_t n = hi_all - j0 + 1 < k_block ? hi_all - j0 + 1 : k_block;
+    if (rows <= dot_rows) {
+      /* Few rows (decode): dot products straight from the K rows, no transpose. */
+      for (int64_t j = 0; j < n; ++j) {
+        /* K/V rows of one head sit a token stride apart, beyond what hardware
+         * prefetchers follow: fetch a few keys ahead by hand. */
+        if (j0 + j + prefetch_keys <= hi_all) {
+          prefetch_row(job->k, row_offset(job->k, tb, s.k0 + j0 + j + prefetch_keys, hk), D);
+          prefetch_row(job->v, row_offset(job->v, tb, s.k0 + j0 + j + prefetch_keys, hk), Dv);
+        }
+        const float *krow = kt;
+        if (job->k->dtype == SEQMIX_F32)
+          krow = (const float *)job->k->buffer->data + row_offset(job->k, tb, s.k0 + j0 + j, hk);
+        else
+          load_f32(job, job->k, row_offset(job->k, tb, s.k0 + j0 + j, hk), D, kt);
+        for (int64_t r = 0; r < rows; ++r) sc[r * k_block + j] = kern->dot(qs + r * D, krow, D);
+      }
+    } else {
+      /* K block transposed to [D][k_block] so S = Q . Kt runs along keys. */
+      memset(sc, 0, (size_t)(rows * k_block) * sizeof *sc);
+      for (int64_t j = 0; j < n; ++j) {
+        float *row = vb; /* borrow vb as a row buffer before V is loaded */
+        load_f32(job, job->k, row_offset(job->k, tb, s.k0 + j0 + j, hk), D, row);
+        for (int64_t e = 0; e < D; ++e) kt[e * k_block + j] = row[e];
+      }
+      kern->mm_acc(sc, k_block, qs, D, kt, k_block, rows, n, D);
     }
-    for (int64_t i = i0; i < i1; ++i) {
+    const float *vrows;
+    int64_t ldv;
+    if (v_direct) {
+      vrows = (const float *)job->v->buffer->data + row_offset(job->v, tb, s.k0 + j0, hk);
+      ldv = job->v->strides[1];
+    } else {
+      for (int64_t j = 0; j < n; ++j)
+        load_f32(job, job->v, row_offset(job->v, tb, s.k0 + j0 + j, hk), Dv, vb + j * Dv);
+      vrows = vb;
+      ldv = Dv;
+    }
+
+    for (int64_t r = r0; r < r1; ++r) {
+      float *sr = sc + (r - r0) * k_block;
       int64_t lo, hi;
-      visible(d, &s, i, &lo, &hi);
-      if (lo < j0) lo = j0;
-      if (hi > j1) hi = j1;
-      if (hi < lo) continue;
-      const float *qi = qrows + (i - i0) * D;
-      float *ai = acc + (i - i0) * Dv;
-      float block_max = -INFINITY;
-      for (int64_t j = lo; j <= hi; ++j) {
-        float sc = d->scale * job->kern->dot(qi, krows[j - j0], D);
-        if (d->softcap > 0) sc = d->softcap * tanhf(sc / d->softcap);
-        scores[j - j0] = sc;
-        if (sc > block_max) block_max = sc;
+      visible(d, &s, r / G, &lo, &hi);
+      lo -= j0, hi -= j0;
+      for (int64_t j = 0; j < n; ++j) {
+        if (j < lo || j > hi) {
+          sr[j] = -INFINITY;
+          continue;
+        }
+        if (d->softcap > 0) sr[j] = d->softcap * tanhf(sr[j] / d->softcap);
       }
       if (d->sigmoid) {
-        for (int64_t j = lo; j <= hi; ++j) {
-          float w = 1.0f / (1.0f + expf(-(scores[j - j0] + d->sigmoid_bias)));
-          job->kern->axpy(ai, w, vrows[j - j0], Dv);
-        }
+        for (int64_t j = 0; j < n; ++j)
+          sr[j] = sr[j] == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(-(sr[j] + d->sigmoid_bias)));
         continue;
       }
-      float *mi = &m[i - i0], *li = &l[i - i0];
-      if (block_max > *mi) {
-        float factor = expf(*mi - block_max);
-        job->kern->scale(ai, factor, Dv);
-        *li *= factor;
-        *mi = block_max;
+      float block_max = -INFINITY;
+      for (int64_t j = 0; j < n; ++j)
+        if (sr[j] > block_max) block_max = sr[j];
+      if (block_max == -INFINITY) { /* nothing visible in this block */
+        memset(sr, 0, (size_t)n * sizeof *sr);
+        continue;
       }
-      for (int64_t j = lo; j <= hi; ++j) {
-        float w = expf(scores[j - j0] - *mi);
-        *li += w;
-        job->kern->axpy(ai, w, vrows[j - j0], Dv);
+      float *mr = &m[r - r0], *lr = &l[r - r0];
+      if (block_max > *mr) {
+        float factor = expf(*mr - block_max);
+        kern->scale(acc + (r - r0) * Dv, factor, Dv);
+        *lr *= factor;
+        *mr = block_max;
       }
+      *lr += kern->exp_sum(sr, *mr, n);
     }
+    kern->mm_acc(acc, Dv, sc, k_block, vrows, ldv, rows, Dv, n);
   }
 
-  for (int64_t i = i0; i < i1; ++i) {
-    float *ai = acc + (i - i0) * Dv;
+  for (int64_t r = r0; r < r1; ++r) {
+    float *ar = acc + (r - r0) * Dv;
+    const int64_t i = r / G, h = hk * G + r % G;
     if (job->splits > 1) {
-      int64_t row = ((b * Hq + h) * job->q_blocks * q_block + i) * job->splits + split;
+      int64_t row = ((b * Hk + hk) * job->q_blocks * q_block + r) * job->splits + split;
       float *part = job->partials + row * (Dv + 2);
-      memcpy(part, ai, (size_t)Dv * sizeof *ai);
-      part[Dv] = m[i - i0];
-      part[Dv + 1] = l[i - i0];
+      memcpy(part, ar, (size_t)Dv * sizeof *ar);
+      part[Dv] = m[r - r0];
+      part[Dv + 1] = l[r - r0];
       continue;
     }
-    float mi = m[i - i0], li = l[i - i0];
-    if (!d->sigmoid) job->kern->scale(ai, li > 0 ? 1.0f / li : 0.0f, Dv);
-    char *out = (char *)job->out->buffer->data;
-    size_t off = row_offset(job->out, tb, s.q0 + i, h);
-    if (job->out->dtype == SEQMIX_F32) memcpy((float *)out + off, ai, (size_t)Dv * sizeof *ai);
-    else job->kern->store_row(job->out->dtype, ai, out + off * 2, Dv);
-    if (job->lse->buffer) {
-      const sm_tensor_ref *r = job->lse;
-      float *lse = (float *)r->buffer->data + r->offset + tb * r->strides[0] + h * r->strides[1] +
-                   (s.q0 + i) * r->strides[2];
-      *lse = li > 0 ? mi + logf(li) : -INFINITY;
-    }
+    float mr = m[r - r0], lr = l[r - r0];
+    if (!d->sigmoid) kern->scale(ar, lr > 0 ? 1.0f / lr : 0.0f, Dv);
+    store_out(job, tb, s.q0 + i, h, ar, lr > 0 ? mr + logf(lr) : -INFINITY);
   }
 }
 
-/* Merges the key splits of one (sequence, head, query block) by log-sum-exp. */
+/* Merges the key splits of one task's rows by log-sum-exp. */
 static void merge_splits_task(void *arg, int64_t task, int worker) {
   const attn_job *job = arg;
   const sm_attention_desc *d = job->d;
-  const int64_t Dv = d->v_head_dim, Hq = d->q_heads;
-  const int64_t qb = task % job->q_blocks, h = (task / job->q_blocks) % Hq,
-                b = task / job->q_blocks / Hq, tb = d->varlen ? 0 : b;
+  const int64_t Dv = d->v_head_dim, G = job->group, Hk = d->k_heads;
+  const int64_t qb = task % job->q_blocks, hk = (task / job->q_blocks) % Hk,
+                b = task / job->q_blocks / Hk, tb = d->varlen ? 0 : b;
   const seq_range s = sequence(d, b);
   float *acc = job->scratch + (size_t)worker * job->scratch_floats;
-  for (int64_t i = qb * q_block; i < s.lq && i < (qb + 1) * q_block; ++i) {
-    const float *parts = job->partials + ((b * Hq + h) * job->q_blocks * q_block + i) * job->splits * (Dv + 2);
+  for (int64_t r = qb * q_block; r < s.lq * G && r < (qb + 1) * q_block; ++r) {
+    const float *parts =
+        job->partials + ((b * Hk + hk) * job->q_blocks * q_block + r) * job->splits * (Dv + 2);
     float mx = -INFINITY, l = 0;
     for (int64_t p = 0; p < job->splits; ++p)
       if (parts[p * (Dv + 2) + Dv] > mx) mx = parts[p * (Dv + 2) + Dv];
@@ -199,16 +249,7 @@ static void merge_splits_task(void *arg, int64_t task, int worker) {
       job->kern->axpy(acc, w, part, Dv);
     }
     if (!d->sigmoid) job->kern->scale(acc, l > 0 ? 1.0f / l : 0.0f, Dv);
-    char *out = (char *)job->out->buffer->data;
-    size_t off = row_offset(job->out, tb, s.q0 + i, h);
-    if (job->out->dtype == SEQMIX_F32) memcpy((float *)out + off, acc, (size_t)Dv * sizeof *acc);
-    else job->kern->store_row(job->out->dtype, acc, out + off * 2, Dv);
-    if (job->lse->buffer) {
-      const sm_tensor_ref *r = job->lse;
-      float *lse = (float *)r->buffer->data + r->offset + tb * r->strides[0] + h * r->strides[1] +
-                   (s.q0 + i) * r->strides[2];
-      *lse = l > 0 ? mx + logf(l) : -INFINITY;
-    }
+    store_out(job, tb, s.q0 + r / G, hk * G + r % G, acc, l > 0 ? mx + logf(l) : -INFINITY);
   }
 }
 
@@ -223,11 +264,12 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
       .v = &op->tensors[SM_ATTN_V],
       .out = &op->tensors[SM_ATTN_OUT],
       .lse = &op->tensors[SM_ATTN_LSE],
-      .q_blocks = (d->max_q_len + q_block - 1) / q_block,
+      .group = d->q_heads / d->k_heads,
       .splits = 1,
   };
+  job.q_blocks = (d->max_q_len * job.group + q_block - 1) / q_block;
   if (job.q_blocks == 0) job.q_blocks = 1;
-  const int64_t tasks = d->batch * d->q_heads * job.q_blocks;
+  const int64_t tasks = d->batch * d->k_heads * job.q_blocks;
   /* Few tasks and many keys (decode): split the keys so every thread has work. */
   if (tasks < 4 * threads && d->max_k_len >= 2 * min_keys_per_split) {
     int64_t want = (4 * threads + tasks - 1) / tasks;
@@ -237,8 +279,8 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
   job.split_len = (d->max_k_len + job.splits - 1) / job.splits;
   if (job.split_len < 1) job.split_len = 1;
   const int64_t D = d->head_dim, Dv = d->v_head_dim;
-  job.scratch_floats = (size_t)(q_block * (D + Dv + 2) + k_block * (1 + D + Dv)) +
-                       2 * k_block * sizeof(float *) / sizeof(float) + 16;
+  job.scratch_floats = (size_t)(q_block * (D + Dv + 2) + q_block * k_block + D * k_block +
+                                k_block * (Dv > D ? Dv : D)) + 16;
   job.scratch = malloc((size_t)threads * job.scratch_floats * sizeof(float));
   if (job.splits > 1)
     job.partials = malloc((size_t)(tasks * q_block * job.splits) * (size_t)(Dv + 2) * sizeof(float));

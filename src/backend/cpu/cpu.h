@@ -29,6 +29,11 @@ typedef struct sm_cpu_kernels {
   float (*dot)(const float *a, const float *b, int64_t n);
   void (*axpy)(float *y, float a, const float *x, int64_t n);
   void (*scale)(float *y, float a, int64_t n);
+  /* C[M x N] += A[M x K] . B[K x N], row-major with leading dims (elements). */
+  void (*mm_acc)(float *C, int64_t ldc, const float *A, int64_t lda, const float *B, int64_t ldb,
+                 int64_t M, int64_t N, int64_t K);
+  /* x[i] = exp(x[i] - sub) (exactly 0 for -inf); returns the sum. */
+  float (*exp_sum)(float *x, float sub, int64_t n);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);

@@ -4,6 +4,7 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+#include <math.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
 
@@ -112,6 +113,55 @@ TARGET static void scale_avx2(float *y, float a, int64_t n) {
   for (; i < n; ++i) y[i] *= a;
 }
 
+/* 4 rows x 16 columns of C in 8 registers; rows past M read row M-1 and are
+ * not stored; a column tail goes through a zero-padded copy. */
+TARGET static void mm_acc_avx2(float *C, int64_t ldc, const float *A, int64_t lda, const float *B,
+                               int64_t ldb, int64_t M, int64_t N, int64_t K) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t j = 0; j < N; j += 16) {
+    __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(N - j)), lane);
+    __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(N - j - 8)), lane);
+    for (int64_t i = 0; i < M; i += 4) {
+      const float *a[4];
+      __m256 c[4][2];
+      for (int r = 0; r < 4; ++r) {
+        a[r] = A + (i + r < M ? i + r : M - 1) * lda;
+        c[r][0] = i + r < M ? _mm256_maskload_ps(C + (i + r) * ldc + j, m0) : _mm256_setzero_ps();
+        c[r][1] = i + r < M ? _mm256_maskload_ps(C + (i + r) * ldc + j + 8, m1) : _mm256_setzero_ps();
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        const float *b = B + k * ldb + j;
+        __m256 b0 = _mm256_maskload_ps(b, m0), b1 = _mm256_maskload_ps(b + 8, m1);
+        for (int r = 0; r < 4; ++r) {
+          __m256 av = _mm256_broadcast_ss(a[r] + k);
+          c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
+          c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
+        }
+      }
+      for (int r = 0; r < 4 && i + r < M; ++r) {
+        _mm256_maskstore_ps(C + (i + r) * ldc + j, m0, c[r][0]);
+        _mm256_maskstore_ps(C + (i + r) * ldc + j + 8, m1, c[r][1]);
+      }
+    }
+  }
+}
+
+TARGET static float exp_sum_avx2(float *x, float sub, int64_t n) {
+  __m256 sum = _mm256_setzero_ps(), vs = _mm256_set1_ps(sub), floor = _mm256_set1_ps(-87.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vs);
+    __m256 e = _mm256_and_ps(exp_avx2(v), _mm256_cmp_ps(v, floor, _CMP_GE_OQ));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float out[8], total = 0;
+  _mm256_storeu_ps(out, sum);
+  for (int k = 0; k < 8; ++k) total += out[k];
+  for (; i < n; ++i) total += x[i] = expf(x[i] - sub);
+  return total;
+}
+
 const sm_cpu_kernels sm_cpu_kernels_avx2 = {
     .isa = "avx2",
     .vector_floats = 8,
@@ -119,6 +169,8 @@ const sm_cpu_kernels sm_cpu_kernels_avx2 = {
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .scale = scale_avx2,
+    .mm_acc = mm_acc_avx2,
+    .exp_sum = exp_sum_avx2,
     .load_row = load_row_avx2,
     .store_row = store_row_avx2,
 };

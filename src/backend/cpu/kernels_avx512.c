@@ -102,6 +102,56 @@ TARGET static void scale_avx512(float *y, float a, int64_t n) {
   }
 }
 
+/* 4 rows x 64 columns of C in 16 registers; rows past M read row M-1 and are
+ * not stored, columns past N are masked. */
+TARGET static void mm_acc_avx512(float *C, int64_t ldc, const float *A, int64_t lda, const float *B,
+                                 int64_t ldb, int64_t M, int64_t N, int64_t K) {
+  for (int64_t j = 0; j < N; j += 64) {
+    __mmask16 m[4];
+    for (int v = 0; v < 4; ++v) {
+      int64_t left = N - j - 16 * v;
+      m[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
+    }
+    for (int64_t i = 0; i < M; i += 4) {
+      const float *a[4];
+      __m512 c[4][4];
+      for (int r = 0; r < 4; ++r) {
+        a[r] = A + (i + r < M ? i + r : M - 1) * lda;
+        for (int v = 0; v < 4; ++v)
+          c[r][v] = i + r < M ? _mm512_maskz_loadu_ps(m[v], C + (i + r) * ldc + j + 16 * v)
+                              : _mm512_setzero_ps();
+      }
+      for (int64_t k = 0; k < K; ++k) {
+        const float *b = B + k * ldb + j;
+        __m512 b0 = _mm512_maskz_loadu_ps(m[0], b), b1 = _mm512_maskz_loadu_ps(m[1], b + 16);
+        __m512 b2 = _mm512_maskz_loadu_ps(m[2], b + 32), b3 = _mm512_maskz_loadu_ps(m[3], b + 48);
+        for (int r = 0; r < 4; ++r) {
+          __m512 av = _mm512_set1_ps(a[r][k]);
+          c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);
+          c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);
+          c[r][2] = _mm512_fmadd_ps(av, b2, c[r][2]);
+          c[r][3] = _mm512_fmadd_ps(av, b3, c[r][3]);
+        }
+      }
+      for (int r = 0; r < 4 && i + r < M; ++r)
+        for (int v = 0; v < 4; ++v) _mm512_mask_storeu_ps(C + (i + r) * ldc + j + 16 * v, m[v], c[r][v]);
+    }
+  }
+}
+
+TARGET static float exp_sum_avx512(float *x, float sub, int64_t n) {
+  __m512 sum = _mm512_setzero_ps(), vs = _mm512_set1_ps(sub), floor = _mm512_set1_ps(-87.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+    __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vs);
+    __mmask16 live = _mm512_mask_cmp_ps_mask(m, v, floor, _CMP_GE_OQ);
+    __m512 e = _mm512_maskz_mov_ps(live, exp_avx512(v));
+    _mm512_mask_storeu_ps(x + i, m, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
 const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .isa = "avx512",
     .vector_floats = 16,
@@ -109,6 +159,8 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .scale = scale_avx512,
+    .mm_acc = mm_acc_avx512,
+    .exp_sum = exp_sum_avx512,
     .load_row = load_row_avx512,
     .store_row = store_row_avx512,
 };

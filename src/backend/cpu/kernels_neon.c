@@ -78,6 +78,42 @@ static void scale_neon(float *y, float a, int64_t n) {
   for (; i < n; ++i) y[i] *= a;
 }
 
+static void mm_acc_neon(float *C, int64_t ldc, const float *A, int64_t lda, const float *B,
+                        int64_t ldb, int64_t M, int64_t N, int64_t K) {
+  int64_t j = 0;
+  for (; j + 16 <= N; j += 16)
+    for (int64_t i = 0; i < M; ++i) {
+      float32x4_t c0 = vld1q_f32(C + i * ldc + j), c1 = vld1q_f32(C + i * ldc + j + 4);
+      float32x4_t c2 = vld1q_f32(C + i * ldc + j + 8), c3 = vld1q_f32(C + i * ldc + j + 12);
+      for (int64_t k = 0; k < K; ++k) {
+        const float *b = B + k * ldb + j;
+        float a = A[i * lda + k];
+        c0 = vfmaq_n_f32(c0, vld1q_f32(b), a);
+        c1 = vfmaq_n_f32(c1, vld1q_f32(b + 4), a);
+        c2 = vfmaq_n_f32(c2, vld1q_f32(b + 8), a);
+        c3 = vfmaq_n_f32(c3, vld1q_f32(b + 12), a);
+      }
+      vst1q_f32(C + i * ldc + j, c0), vst1q_f32(C + i * ldc + j + 4, c1);
+      vst1q_f32(C + i * ldc + j + 8, c2), vst1q_f32(C + i * ldc + j + 12, c3);
+    }
+  if (j < N) sm_cpu_kernels_scalar.mm_acc(C + j, ldc, A, lda, B + j, ldb, M, N - j, K);
+}
+
+static float exp_sum_neon(float *x, float sub, int64_t n) {
+  float32x4_t sum = vdupq_n_f32(0.0f), vs = vdupq_n_f32(sub), floor = vdupq_n_f32(-87.0f);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    float32x4_t v = vsubq_f32(vld1q_f32(x + i), vs);
+    uint32x4_t live = vcgeq_f32(v, floor);
+    float32x4_t e = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(exp_neon(v)), live));
+    vst1q_f32(x + i, e);
+    sum = vaddq_f32(sum, e);
+  }
+  float total = vaddvq_f32(sum);
+  for (; i < n; ++i) total += x[i] = expf(x[i] - sub);
+  return total;
+}
+
 const sm_cpu_kernels sm_cpu_kernels_neon = {
     .isa = "neon",
     .vector_floats = 4,
@@ -85,6 +121,8 @@ const sm_cpu_kernels sm_cpu_kernels_neon = {
     .dot = dot_neon,
     .axpy = axpy_neon,
     .scale = scale_neon,
+    .mm_acc = mm_acc_neon,
+    .exp_sum = exp_sum_neon,
     .load_row = load_row_neon,
     .store_row = store_row_neon,
 };

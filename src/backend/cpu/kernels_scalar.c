@@ -40,6 +40,20 @@ static void scale_scalar(float *y, float a, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] *= a;
 }
 
+static void mm_acc_scalar(float *C, int64_t ldc, const float *A, int64_t lda, const float *B,
+                          int64_t ldb, int64_t M, int64_t N, int64_t K) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t k = 0; k < K; ++k) {
+      const float a = A[i * lda + k];
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = fmaf(a, B[k * ldb + j], C[i * ldc + j]);
+    }
+}
+static float exp_sum_scalar(float *x, float sub, int64_t n) {
+  float sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += x[i] = expf(x[i] - sub);
+  return sum;
+}
+
 const sm_cpu_kernels sm_cpu_kernels_scalar = {
     .isa = "scalar",
     .vector_floats = 1,
@@ -47,6 +61,8 @@ const sm_cpu_kernels sm_cpu_kernels_scalar = {
     .dot = dot_scalar,
     .axpy = axpy_scalar,
     .scale = scale_scalar,
+    .mm_acc = mm_acc_scalar,
+    .exp_sum = exp_sum_scalar,
     .load_row = load_row_scalar,
     .store_row = store_row_scalar,
 };

@@ -29,7 +29,11 @@ TARGET static inline __m512 silu_avx512(__m512 v) {
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
-TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
+/* The row kernel for a kernel width known at compile time (the common K = 2..4
+ * unrolls fully), or any K. */
+TARGET static inline void conv1d_row_k(float *y, const float *const *rows, const float *w,
+                                       int64_t w_stride, const float *bias, const int K, int64_t C,
+                                       bool silu) {
   for (int64_t c = 0; c < C; c += 16) {
     __mmask16 m = C - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c)) - 1u);
     __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
@@ -38,6 +42,17 @@ TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const f
                             _mm512_maskz_loadu_ps(m, rows[j] + c), acc);
     if (silu) acc = silu_avx512(acc);
     _mm512_mask_storeu_ps(y + c, m, acc);
+  }
+}
+
+TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w,
+                                     int64_t w_stride, const float *bias, int K, int64_t C,
+                                     bool silu) {
+  switch (K) {
+  case 2: conv1d_row_k(y, rows, w, w_stride, bias, 2, C, silu); break;
+  case 3: conv1d_row_k(y, rows, w, w_stride, bias, 3, C, silu); break;
+  case 4: conv1d_row_k(y, rows, w, w_stride, bias, 4, C, silu); break;
+  default: conv1d_row_k(y, rows, w, w_stride, bias, K, C, silu); break;
   }
 }
 

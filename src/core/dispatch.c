@@ -20,58 +20,59 @@ static seqmix_status open_fallback(seqmix_context *ctx) {
   return sm_cpu_backend.open(&entries[0], &ctx->open_options, &ctx->fallback);
 }
 
-static int64_t ref_span(const sm_tensor_ref *r, int64_t *first) {
+/* The bytes a tensor touches: [*first, *first + return) in bytes. */
+static size_t ref_span_bytes(const sm_tensor_ref *r, size_t *first) {
   int64_t last = r->offset;
   for (int i = 0; i < r->rank; ++i) last += (r->shape[i] - 1) * r->strides[i];
-  *first = r->offset;
-  return last + 1 - r->offset;
+  size_t esize = seqmix_dtype_size(r->dtype);
+  *first = (size_t)r->offset * esize;
+  return (size_t)(last + 1 - r->offset) * esize;
+}
+
+/* Moves one tensor's span between the device and its CPU copy through a host
+ * bounce buffer (the CPU backend's write and read take host memory). */
+static seqmix_status bounce(seqmix_context *ctx, const sm_op *op, const sm_tensor_ref *r,
+                            sm_buffer *copy, bool to_cpu, unsigned char **staging, size_t *cap) {
+  size_t first, bytes = ref_span_bytes(r, &first);
+  if (bytes > *cap) {
+    unsigned char *grown = realloc(*staging, bytes);
+    if (!grown)
+      return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory for the CPU fallback",
+                     op->name);
+    *staging = grown, *cap = bytes;
+  }
+  const sm_backend *dev_b = ctx->backend, *cpu = &sm_cpu_backend;
+  seqmix_status st;
+  if (to_cpu) {
+    st = dev_b->read(ctx->device, r->buffer, first, *staging, bytes);
+    return st ? st : cpu->write(ctx->fallback, copy, 0, *staging, bytes);
+  }
+  st = cpu->read(ctx->fallback, copy, 0, *staging, bytes);
+  return st ? st : dev_b->write(ctx->device, r->buffer, first, *staging, bytes);
 }
 
 static seqmix_status run_on_cpu(seqmix_context *ctx, const sm_op *op) {
-  const sm_backend *dev_b = ctx->backend, *cpu = &sm_cpu_backend;
+  const sm_backend *cpu = &sm_cpu_backend;
   sm_op host = *op;
   sm_buffer *copies[SM_OP_MAX_TENSORS] = {0};
   unsigned char *staging = NULL;
+  size_t cap = 0;
   seqmix_status st = open_fallback(ctx);
-  if (st) return st;
-  st = dev_b->sync(ctx->device);
+  if (!st) st = ctx->backend->sync(ctx->device);
   for (int i = 0; i < op->tensor_count && !st; ++i) {
     const sm_tensor_ref *r = &op->tensors[i];
     if (!r->buffer) continue;
-    int64_t first, len = ref_span(r, &first);
-    size_t esize = seqmix_dtype_size(r->dtype), bytes = (size_t)len * esize;
-    st = cpu->alloc(ctx->fallback, bytes, &copies[i]);
-    if (st) break;
-    /* Copy through a host bounce buffer: the CPU backend's write takes host memory. */
-    unsigned char *grown = realloc(staging, bytes);
-    if (!grown) {
-      st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory for the CPU fallback",
-                   op->name);
-      break;
-    }
-    staging = grown;
-    st = dev_b->read(ctx->device, r->buffer, (size_t)first * esize, staging, bytes);
-    if (!st) st = cpu->write(ctx->fallback, copies[i], 0, staging, bytes);
+    size_t first, bytes = ref_span_bytes(r, &first);
+    if ((st = cpu->alloc(ctx->fallback, bytes, &copies[i]))) break;
+    st = bounce(ctx, op, r, copies[i], true, &staging, &cap);
     host.tensors[i].buffer = copies[i];
     host.tensors[i].offset = 0;
   }
   if (!st) st = cpu->launch(ctx->fallback, &host);
   if (!st) st = cpu->sync(ctx->fallback);
-  for (int i = 0; i < op->tensor_count && !st; ++i) {
-    const sm_tensor_ref *r = &op->tensors[i];
-    if (!r->buffer || !(op->output_mask & (1u << i))) continue;
-    int64_t first, len = ref_span(r, &first);
-    size_t esize = seqmix_dtype_size(r->dtype), bytes = (size_t)len * esize;
-    unsigned char *grown = realloc(staging, bytes);
-    if (!grown) {
-      st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory for the CPU fallback",
-                   op->name);
-      break;
-    }
-    staging = grown;
-    st = cpu->read(ctx->fallback, copies[i], 0, staging, bytes);
-    if (!st) st = dev_b->write(ctx->device, r->buffer, (size_t)first * esize, staging, bytes);
-  }
+  for (int i = 0; i < op->tensor_count && !st; ++i)
+    if (op->tensors[i].buffer && (op->output_mask & (1u << i)))
+      st = bounce(ctx, op, &op->tensors[i], copies[i], false, &staging, &cap);
   for (int i = 0; i < op->tensor_count; ++i)
     if (copies[i]) cpu->free(ctx->fallback, copies[i]);
   free(staging);

@@ -1,0 +1,84 @@
+// Shared GLSL for seqmix kernels: storage types and load/store helpers.
+//
+// Each shader is compiled three times (meson.build):
+//   (no defines)                 activations and parameters stored as float
+//   -DACT_16BIT                  activations uint16_t, parameters float
+//   -DACT_16BIT -DPARAM_16BIT    both uint16_t
+// Whether 16 bits hold f16 or bf16 is a specialization constant of the
+// shader, passed to the helpers below as `bf16`. Arithmetic is always f32;
+// f16 goes through unpackHalf2x16/packHalf2x16, so no shaderFloat16 is needed,
+// only storageBuffer16BitAccess.
+#ifndef SEQMIX_COMMON_GLSL
+#define SEQMIX_COMMON_GLSL
+
+#if defined(ACT_16BIT) || defined(PARAM_16BIT)
+#extension GL_EXT_shader_16bit_storage : require
+#endif
+
+float sm_from_bits16(uint bits, bool bf16) {
+  return bf16 ? uintBitsToFloat(bits << 16) : unpackHalf2x16(bits).x;
+}
+
+// f32 -> bf16 bits, round to nearest even; a NaN stays a (quiet) NaN.
+uint sm_bf16_bits(float f) {
+  uint u = floatBitsToUint(f);
+  if (isnan(f)) return (u >> 16) | 0x40u;
+  return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+
+uint sm_to_bits16(float f, bool bf16) {
+  return bf16 ? sm_bf16_bits(f) : (packHalf2x16(vec2(f, 0.0)) & 0xffffu);
+}
+
+// Two or four 16-bit values packed in uints, low half first (little endian).
+vec2 sm_from_bits16x2(uint bits, bool bf16) {
+  if (bf16) return uintBitsToFloat(uvec2(bits << 16, bits & 0xffff0000u));
+  return unpackHalf2x16(bits);
+}
+
+uint sm_to_bits16x2(vec2 f, bool bf16) {
+  if (bf16) return sm_bf16_bits(f.x) | (sm_bf16_bits(f.y) << 16);
+  return packHalf2x16(f);
+}
+
+vec4 sm_from_bits16x4(uvec2 bits, bool bf16) {
+  return vec4(sm_from_bits16x2(bits.x, bf16), sm_from_bits16x2(bits.y, bf16));
+}
+
+uvec2 sm_to_bits16x4(vec4 f, bool bf16) {
+  return uvec2(sm_to_bits16x2(f.xy, bf16), sm_to_bits16x2(f.zw, bf16));
+}
+
+// ACT_T: one activation element; ACT2_T, ACT4_T: two and four adjacent ones
+// (16-bit: packed into uints).
+#ifdef ACT_16BIT
+#define ACT_T uint16_t
+#define ACT2_T uint
+#define ACT4_T uvec2
+#define ACT_LOAD(v, bf16) sm_from_bits16(uint(v), bf16)
+#define ACT_STORE(f, bf16) uint16_t(sm_to_bits16(f, bf16))
+#define ACT2_LOAD(v, bf16) sm_from_bits16x2(v, bf16)
+#define ACT2_STORE(f, bf16) sm_to_bits16x2(f, bf16)
+#define ACT4_LOAD(v, bf16) sm_from_bits16x4(v, bf16)
+#define ACT4_STORE(f, bf16) sm_to_bits16x4(f, bf16)
+#else
+#define ACT_T float
+#define ACT2_T vec2
+#define ACT4_T vec4
+#define ACT_LOAD(v, bf16) (v)
+#define ACT_STORE(f, bf16) (f)
+#define ACT2_LOAD(v, bf16) (v)
+#define ACT2_STORE(f, bf16) (f)
+#define ACT4_LOAD(v, bf16) (v)
+#define ACT4_STORE(f, bf16) (f)
+#endif
+
+#ifdef PARAM_16BIT
+#define PARAM_T uint16_t
+#define PARAM_LOAD(v, bf16) sm_from_bits16(uint(v), bf16)
+#else
+#define PARAM_T float
+#define PARAM_LOAD(v, bf16) (v)
+#endif
+
+#endif

@@ -21,6 +21,10 @@
 //   for i < K-1, one invocation per (b, c). Going upward over i, the read of
 //   state[b,i+L,c] (when L < K-1) comes before anything overwrites it.
 //
+// A call whose tensors exceed one binding (maxStorageBufferRange) is split
+// into dispatches over batch groups and token chunks: each binds the rows it
+// touches, and token_base says where its token 0 sits in the call, so inputs
+// before it come from x where the call has them and from the state otherwise.
 // Sizes, strides and element offsets (inside each binding) are int32 push
 // constants. The host checked that every index fits and that x's and y's
 // offsets and strides and the channel count are multiples of VECTOR_WIDTH.
@@ -59,6 +63,7 @@ layout(push_constant) uniform Params {
   int weight_offset, weight_channel_stride;
   int bias_offset;
   int has_bias, has_state;
+  int token_base; // the call's token index of this dispatch's token 0
 } p;
 
 const int CPI = CHANNELS_PER_INVOCATION;
@@ -98,12 +103,14 @@ vec4 load_state(int i) {
   return r;
 }
 
-// The inputs at token s >= -(K-1) for W channels from c: x, or the state before x.
+// The inputs at token s >= -(K-1) for W channels from c: x (bound from K-1
+// rows before token 0 where the call has them), or the state before x.
 vec4 load_input(int b, int s, int c) {
-  if (s >= 0) return load_x(p.x_offset + b * p.x_batch_stride + s * p.x_token_stride + c);
+  const int call_token = p.token_base + s;
+  if (call_token >= 0) return load_x(p.x_offset + b * p.x_batch_stride + s * p.x_token_stride + c);
   if (p.has_state == 0) return vec4(0.0);
   return load_state(p.state_offset + b * p.state_batch_stride +
-                    (K - 1 + s) * p.state_token_stride + c);
+                    (K - 1 + call_token) * p.state_token_stride + c);
 }
 
 void update_state() {

@@ -6,6 +6,12 @@
  * the first one reads the old state. The SPIR-V variant follows the storage
  * types (conv1d_f32, conv1d_a16, conv1d_a16p16); f16 versus bf16 and every
  * tunable are specialization constants.
+ *
+ * A call whose tensors do not fit one binding (maxStorageBufferRange, int32
+ * indices: 128 MiB on lavapipe) is cut into pieces: groups of whole batches,
+ * or, when one batch is too large, chunks of tokens of one batch. Each piece
+ * binds only the rows it touches (x from K-1 rows before its first token);
+ * every output piece is recorded before any state piece.
  */
 #include "backend/vulkan/vulkan.h"
 
@@ -31,6 +37,7 @@ enum {
   SPEC_COUNT
 };
 enum { MODE_OUTPUTS, MODE_STATE };
+enum { BIND_X, BIND_WEIGHT, BIND_BIAS, BIND_STATE, BIND_Y, BIND_COUNT };
 
 /* The push constants of conv1d.comp, in its order. */
 typedef struct conv1d_push {
@@ -41,6 +48,7 @@ typedef struct conv1d_push {
   int32_t weight_offset, weight_channel_stride;
   int32_t bias_offset;
   int32_t has_bias, has_state;
+  int32_t token_base;
 } conv1d_push;
 
 /* Tunables by device type, passed as specialization constants. The
@@ -66,12 +74,11 @@ static const conv1d_tuning default_tuning = {VK_PHYSICAL_DEVICE_TYPE_OTHER, 64, 
 
 typedef struct conv1d_plan {
   const char *module;
-  uint32_t spec[SPEC_COUNT];
-  uint32_t groups[3];
-  uint32_t state_spec[SPEC_COUNT];
-  uint32_t state_groups[3];
-  sm_vk_binding bindings[5];
-  conv1d_push push;
+  uint32_t spec[SPEC_COUNT], state_spec[SPEC_COUNT];
+  uint32_t channel_groups, tokens_per_group, state_channel_groups;
+  int64_t batch_group, token_chunk; /* piece sizes; the whole call when it fits */
+  conv1d_push push;                 /* sizes, offsets and token_base are per piece */
+  sm_vk_binding weight, bias;
 } conv1d_plan;
 
 static uint32_t floor_pow2(uint32_t v) {
@@ -88,6 +95,75 @@ static bool stride_of(const sm_tensor_ref *t, int dim, int32_t *out) {
   int64_t s = t->shape[dim] == 1 ? 0 : t->strides[dim];
   if (s > INT32_MAX) return false;
   *out = (int32_t)s;
+  return true;
+}
+
+/* Rows [row, row + rows) of batches [batch, batch + batches) of a [B, rows, C] tensor. */
+static sm_tensor_ref rows_of(const sm_tensor_ref *t, int64_t batch, int64_t batches, int64_t row,
+                             int64_t rows) {
+  sm_tensor_ref r = *t;
+  if (!t->buffer) return r;
+  r.offset += batch * t->strides[0] + row * t->strides[1];
+  r.shape[0] = batches;
+  r.shape[1] = rows;
+  return r;
+}
+
+/* Whether `rows` rows of `batches` batches fit one binding wherever they start
+ * (the span plus the most that aligning its start down can add). */
+static bool rows_fit(const sm_device *dev, const sm_tensor_ref *t, int64_t batches, int64_t rows) {
+  if (!t->buffer) return true;
+  const VkPhysicalDeviceLimits *limits = &dev->caps.props.limits;
+  uint64_t esize = seqmix_dtype_size(t->dtype);
+  uint64_t span = (uint64_t)(batches - 1) * (uint64_t)t->strides[0] +
+                  (uint64_t)(rows - 1) * (uint64_t)t->strides[1] + (uint64_t)t->shape[2];
+  uint64_t bytes = span * esize + limits->minStorageBufferOffsetAlignment;
+  return bytes <= limits->maxStorageBufferRange && bytes / esize <= INT32_MAX;
+}
+
+/* Whether a piece of `batches` x `tokens` fits: x with the K-1 rows before it
+ * (unless it is the whole sequence), y, and the state of its batches. */
+static bool piece_fits(const sm_device *dev, const sm_op *op, int64_t batches, int64_t tokens) {
+  const sm_conv1d_desc *d = &op->u.conv1d;
+  int64_t x_rows = tokens == d->tokens ? tokens : tokens + d->kernel - 1;
+  return rows_fit(dev, &op->tensors[SM_CONV1D_X], batches, x_rows) &&
+         rows_fit(dev, &op->tensors[SM_CONV1D_Y], batches, tokens) &&
+         rows_fit(dev, &op->tensors[SM_CONV1D_STATE], batches, d->kernel - 1);
+}
+
+/* The largest n in [1, max] with fits(n), for a predicate true at 1 and monotone. */
+static int64_t largest_fitting(const sm_device *dev, const sm_op *op, int64_t max, bool by_batch) {
+  int64_t lo = 1, hi = max;
+  while (lo < hi) {
+    int64_t mid = lo + (hi - lo + 1) / 2;
+    bool fits =
+        by_batch ? piece_fits(dev, op, mid, op->u.conv1d.tokens) : piece_fits(dev, op, 1, mid);
+    if (fits)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
+/* Piece sizes: the whole call, else groups of batches, else chunks of tokens. */
+static bool choose_pieces(const sm_device *dev, const sm_op *op, uint64_t tokens_per_group,
+                          conv1d_plan *plan) {
+  const sm_conv1d_desc *d = &op->u.conv1d;
+  const VkPhysicalDeviceLimits *limits = &dev->caps.props.limits;
+  int64_t max_batches = d->batch < (int64_t)limits->maxComputeWorkGroupCount[2]
+                            ? d->batch
+                            : (int64_t)limits->maxComputeWorkGroupCount[2];
+  uint64_t max_tokens_u = tokens_per_group * limits->maxComputeWorkGroupCount[1];
+  int64_t max_tokens = max_tokens_u < (uint64_t)d->tokens ? (int64_t)max_tokens_u : d->tokens;
+  if (max_tokens == d->tokens && piece_fits(dev, op, 1, d->tokens)) {
+    plan->token_chunk = d->tokens;
+    plan->batch_group = largest_fitting(dev, op, max_batches, true);
+    return true;
+  }
+  if (!piece_fits(dev, op, 1, 1)) return false;
+  plan->batch_group = 1;
+  plan->token_chunk = largest_fitting(dev, op, max_tokens, false);
   return true;
 }
 
@@ -108,16 +184,11 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
   plan->module = !act16 ? "conv1d_f32.spv" : param16 ? "conv1d_a16p16.spv" : "conv1d_a16.spv";
 
   conv1d_push *p = &plan->push;
-  p->batch = (int32_t)d->batch;
-  p->tokens = (int32_t)d->tokens;
   p->channels = (int32_t)d->channels;
   p->has_bias = bias->buffer != NULL;
   p->has_state = state->buffer != NULL;
-  if (!sm_vk_bind_tensor(dev, x, &plan->bindings[0], &p->x_offset) ||
-      !sm_vk_bind_tensor(dev, w, &plan->bindings[1], &p->weight_offset) ||
-      !sm_vk_bind_tensor(dev, bias, &plan->bindings[2], &p->bias_offset) ||
-      !sm_vk_bind_tensor(dev, state, &plan->bindings[3], &p->state_offset) ||
-      !sm_vk_bind_tensor(dev, y, &plan->bindings[4], &p->y_offset))
+  if (!sm_vk_bind_tensor(dev, w, &plan->weight, &p->weight_offset) ||
+      !sm_vk_bind_tensor(dev, bias, &plan->bias, &p->bias_offset))
     return false;
   if (!stride_of(x, 0, &p->x_batch_stride) || !stride_of(x, 1, &p->x_token_stride) ||
       !stride_of(y, 0, &p->y_batch_stride) || !stride_of(y, 1, &p->y_token_stride) ||
@@ -135,10 +206,12 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
   if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
   wg = floor_pow2(wg);
   const uint32_t cpi = tuning->channels_per_invocation;
-  /* W channels per load where every x and y row starts on a multiple of W. */
-  int32_t width = (int32_t)tuning->vector_width;
-  while (width > 1 && (d->channels % width || p->x_offset % width || p->x_batch_stride % width ||
-                       p->x_token_stride % width || p->y_offset % width ||
+  /* W channels per load where every x and y row starts on a multiple of W.
+   * Binding starts are aligned to a power of two, so the element offsets
+   * inside them keep that property (both are powers of two). */
+  int64_t width = tuning->vector_width;
+  while (width > 1 && (d->channels % width || x->offset % width || p->x_batch_stride % width ||
+                       p->x_token_stride % width || y->offset % width ||
                        p->y_batch_stride % width || p->y_token_stride % width))
     width /= 2;
   const uint64_t vectors = div_up((uint64_t)d->channels, (uint64_t)width);
@@ -150,17 +223,16 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
   /* A subgroup's lanes take adjacent vectors: whole cache lines per token. */
   const uint32_t step =
       dev->caps.subgroup_size < channel_lanes ? dev->caps.subgroup_size : channel_lanes;
-  uint64_t groups[3] = {div_up(vectors, (uint64_t)channel_lanes * cpi), 0, (uint64_t)d->batch};
+  const uint64_t channel_groups = div_up(vectors, (uint64_t)channel_lanes * cpi);
+  if (channel_groups > limits->maxComputeWorkGroupCount[0]) return false;
   uint32_t tpi = tuning->tokens_per_invocation;
-  for (;; tpi /= 2) {
-    groups[1] = div_up((uint64_t)d->tokens, (uint64_t)token_lanes * tpi);
-    if (tpi == 1 || (double)groups[0] * (double)groups[1] * (double)groups[2] >= tuning->min_groups)
-      break;
-  }
-  for (int i = 0; i < 3; ++i) {
-    if (groups[i] > limits->maxComputeWorkGroupCount[i]) return false;
-    plan->groups[i] = (uint32_t)groups[i];
-  }
+  while (tpi > 1 && (double)channel_groups * (double)d->batch *
+                            (double)div_up((uint64_t)d->tokens, (uint64_t)token_lanes * tpi) <
+                        tuning->min_groups)
+    tpi /= 2;
+  plan->channel_groups = (uint32_t)channel_groups;
+  plan->tokens_per_group = token_lanes * tpi;
+  if (!choose_pieces(dev, op, plan->tokens_per_group, plan)) return false;
 
   uint32_t *spec = plan->spec;
   spec[SPEC_WORKGROUP_SIZE] = wg;
@@ -188,11 +260,35 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
     plan->state_spec[SPEC_PARAM_BF16] = 0;
     uint64_t state_groups = div_up((uint64_t)d->channels, wg);
     if (state_groups > limits->maxComputeWorkGroupCount[0]) return false;
-    plan->state_groups[0] = (uint32_t)state_groups;
-    plan->state_groups[1] = 1;
-    plan->state_groups[2] = (uint32_t)d->batch;
+    plan->state_channel_groups = (uint32_t)state_groups;
   }
   return true;
+}
+
+/* Binds a piece's rows of x, y and state and records one dispatch. x is bound
+ * from x_row (its rows before `token` serve as history); the piece's token 0
+ * is the call's token `token`. */
+static seqmix_status dispatch_piece(sm_device *dev, const sm_op *op, const conv1d_plan *plan,
+                                    const sm_vk_pipeline *pipeline, int64_t batch, int64_t batches,
+                                    int64_t x_row, int64_t token, int64_t tokens,
+                                    const uint32_t groups[3]) {
+  const int64_t history = op->u.conv1d.kernel - 1;
+  conv1d_push push = plan->push;
+  sm_vk_binding bindings[BIND_COUNT] = {[BIND_WEIGHT] = plan->weight, [BIND_BIAS] = plan->bias};
+  sm_tensor_ref x =
+      rows_of(&op->tensors[SM_CONV1D_X], batch, batches, x_row, token + tokens - x_row);
+  sm_tensor_ref y = rows_of(&op->tensors[SM_CONV1D_Y], batch, batches, token, tokens);
+  sm_tensor_ref state = rows_of(&op->tensors[SM_CONV1D_STATE], batch, batches, 0, history);
+  /* plan_conv1d sized the pieces so that these bindings fit. */
+  if (!sm_vk_bind_tensor(dev, &x, &bindings[BIND_X], &push.x_offset) ||
+      !sm_vk_bind_tensor(dev, &y, &bindings[BIND_Y], &push.y_offset) ||
+      !sm_vk_bind_tensor(dev, &state, &bindings[BIND_STATE], &push.state_offset))
+    return sm_fail(SEQMIX_ERROR_BACKEND, "%s: a piece of the call exceeds a binding", op->name);
+  push.x_offset += (int32_t)(token - x_row) * push.x_token_stride;
+  push.batch = (int32_t)batches;
+  push.tokens = (int32_t)tokens;
+  push.token_base = (int32_t)token;
+  return sm_vk_dispatch(dev, pipeline, bindings, &push, sizeof push, groups);
 }
 
 bool sm_vk_conv1d_supports(sm_device *dev, const sm_op *op) {
@@ -201,17 +297,38 @@ bool sm_vk_conv1d_supports(sm_device *dev, const sm_op *op) {
 }
 
 seqmix_status sm_vk_conv1d_launch(sm_device *dev, const sm_op *op) {
+  const sm_conv1d_desc *d = &op->u.conv1d;
   conv1d_plan plan;
   if (!plan_conv1d(dev, op, &plan))
     return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the vulkan backend cannot run this call",
                    op->name);
   const sm_vk_pipeline *outputs, *state = NULL;
-  seqmix_status st = sm_vk_pipeline_get(dev, plan.module, plan.spec, SPEC_COUNT, 5, &outputs);
+  seqmix_status st =
+      sm_vk_pipeline_get(dev, plan.module, plan.spec, SPEC_COUNT, BIND_COUNT, &outputs);
   if (!st && plan.push.has_state)
-    st = sm_vk_pipeline_get(dev, plan.module, plan.state_spec, SPEC_COUNT, 5, &state);
-  if (st) return st;
-  st = sm_vk_dispatch(dev, outputs, plan.bindings, &plan.push, sizeof plan.push, plan.groups);
-  if (!st && state)
-    st = sm_vk_dispatch(dev, state, plan.bindings, &plan.push, sizeof plan.push, plan.state_groups);
+    st = sm_vk_pipeline_get(dev, plan.module, plan.state_spec, SPEC_COUNT, BIND_COUNT, &state);
+  const int64_t history = d->kernel - 1;
+  if (plan.batch_group < d->batch || plan.token_chunk < d->tokens)
+    sm_log(SEQMIX_LOG_DEBUG, "%s: split into pieces of %lld batches x %lld tokens to fit bindings",
+           op->name, (long long)plan.batch_group, (long long)plan.token_chunk);
+  for (int64_t b = 0; b < d->batch && !st; b += plan.batch_group) {
+    int64_t batches = d->batch - b < plan.batch_group ? d->batch - b : plan.batch_group;
+    for (int64_t t = 0; t < d->tokens && !st; t += plan.token_chunk) {
+      int64_t tokens = d->tokens - t < plan.token_chunk ? d->tokens - t : plan.token_chunk;
+      int64_t x_row = t < history ? 0 : t - history;
+      uint32_t groups[3] = {plan.channel_groups,
+                            (uint32_t)div_up((uint64_t)tokens, plan.tokens_per_group),
+                            (uint32_t)batches};
+      st = dispatch_piece(dev, op, &plan, outputs, b, batches, x_row, t, tokens, groups);
+    }
+  }
+  /* The state pieces read the last K-1 inputs (or, for L < K-1, the old state). */
+  const int64_t state_tokens = d->tokens < history ? d->tokens : history;
+  for (int64_t b = 0; state && b < d->batch && !st; b += plan.batch_group) {
+    int64_t batches = d->batch - b < plan.batch_group ? d->batch - b : plan.batch_group;
+    uint32_t groups[3] = {plan.state_channel_groups, 1, (uint32_t)batches};
+    int64_t first = d->tokens - state_tokens;
+    st = dispatch_piece(dev, op, &plan, state, b, batches, first, first, state_tokens, groups);
+  }
   return st;
 }

@@ -1,0 +1,117 @@
+/*
+ * The OpenCL backend's private types and the helpers its files share.
+ *
+ * device.c   platforms and devices (probe), open/close, the vtable, flush/sync
+ * memory.c   buffers: alloc/free, blocking write/read, copy on the queue
+ * program.c  programs built from the embedded cl/ sources with -D options,
+ *            binaries cached on disk, kernels cached per device
+ * conv1d.c   SM_OP_CONV1D_CAUSAL (cl/conv1d.cl)
+ *
+ * The stream is one in-order command queue per open device: every enqueue is
+ * ordered after the previous one, so ops need no events. Writes and reads
+ * block (the caller's host memory is only borrowed for the call); copies and
+ * launches are queued and run after what came before.
+ */
+#ifndef SEQMIX_OPENCL_H
+#define SEQMIX_OPENCL_H
+
+#include "backend/backend.h"
+
+#include <CL/cl.h>
+
+struct sm_buffer {
+  cl_mem mem;
+  size_t bytes; /* as requested */
+};
+
+/* A kernel object of a built program, with the limit its launches respect. */
+typedef struct sm_cl_kernel {
+  char name[64];
+  cl_kernel kernel;
+  size_t max_workgroup_size; /* CL_KERNEL_WORK_GROUP_SIZE */
+} sm_cl_kernel;
+
+enum { SM_CL_KERNELS_PER_PROGRAM = 4 };
+
+/* One program variant: an embedded source built with one options string. */
+typedef struct sm_cl_program {
+  char *source_name; /* "conv1d.cl" */
+  char *options;     /* "-DACT=f32 -DKSIZE=4 ..." */
+  cl_program program;
+  sm_cl_kernel kernels[SM_CL_KERNELS_PER_PROGRAM];
+  int kernel_count;
+} sm_cl_program;
+
+/* What a device can do, read at open; supports() and the tuning tables use it. */
+typedef struct sm_cl_caps {
+  char platform_name[128];
+  size_t max_workgroup_size;
+  cl_ulong max_alloc_bytes;
+  cl_uint base_align_bytes;   /* CL_DEVICE_MEM_BASE_ADDR_ALIGN: buffers start at a multiple */
+  cl_uint native_float_width; /* CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT */
+  bool online_compiler;
+} sm_cl_caps;
+
+struct sm_device {
+  cl_platform_id platform;
+  cl_device_id device;
+  cl_context context;
+  cl_command_queue queue;
+  seqmix_device_info info;
+  sm_cl_caps caps;
+  char cache_dir[1024];
+  sm_cl_program **programs; /* built variants; pointers stay valid while the array grows */
+  size_t program_count, program_capacity;
+  sm_buffer *dummy; /* bound where an optional tensor is absent; made on first use */
+};
+
+/* ---- Errors (device.c) ---------------------------------------------------- */
+
+/* "CL_OUT_OF_RESOURCES"; "CL_UNKNOWN_ERROR" for codes it does not know. */
+const char *sm_cl_error_name(cl_int err);
+/* sm_fail for a failed OpenCL call: "call: CL_NAME (code)". Host-memory and
+ * allocation failures give OUT_OF_MEMORY, everything else BACKEND. */
+seqmix_status sm_cl_fail(const char *call, cl_int err);
+
+/* ---- Memory (memory.c) ---------------------------------------------------- */
+
+seqmix_status sm_cl_alloc(sm_device *dev, size_t bytes, sm_buffer **out);
+void sm_cl_free(sm_device *dev, sm_buffer *buf);
+seqmix_status sm_cl_write(sm_device *dev, sm_buffer *buf, size_t offset, const void *src,
+                          size_t bytes);
+seqmix_status sm_cl_read(sm_device *dev, sm_buffer *buf, size_t offset, void *dst, size_t bytes);
+seqmix_status sm_cl_copy(sm_device *dev, sm_buffer *src, size_t src_offset, sm_buffer *dst,
+                         size_t dst_offset, size_t bytes);
+/* The buffer an absent optional tensor binds (never read by the kernel). */
+seqmix_status sm_cl_dummy_buffer(sm_device *dev, cl_mem *out);
+
+/* ---- Programs and kernels (program.c) -------------------------------------- */
+
+/* The kernel `kernel_name` of the embedded source `source_name` built with
+ * `options`; built (or loaded from the binary cache) on first use, then kept
+ * until the device closes. The source is cl/common.h followed by the file. */
+seqmix_status sm_cl_kernel_get(sm_device *dev, const char *source_name, const char *options,
+                               const char *kernel_name, const sm_cl_kernel **out);
+void sm_cl_programs_release(sm_device *dev);
+
+/* Kernel arguments set in order; the first failure is kept in err, so a
+ * launch sets them all and checks once. */
+typedef struct sm_cl_args {
+  cl_kernel kernel;
+  cl_uint next;
+  cl_int err;
+} sm_cl_args;
+void sm_cl_arg(sm_cl_args *args, size_t size, const void *value);
+/* A buffer argument: an absent buffer binds the device's dummy buffer. */
+void sm_cl_arg_buffer(sm_device *dev, sm_cl_args *args, const sm_buffer *buf);
+
+/* Enqueues an NDRange launch on the device's queue. */
+seqmix_status sm_cl_enqueue(sm_device *dev, const sm_cl_kernel *kernel, cl_uint dims,
+                            const size_t *global, const size_t *local);
+
+/* ---- Ops ---------------------------------------------------------------- */
+
+bool sm_cl_conv1d_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_cl_conv1d_launch(sm_device *dev, const sm_op *op);
+
+#endif

@@ -197,6 +197,15 @@ START_TEST(conv1d_runs_on_the_device_not_the_fallback) {
 }
 END_TEST
 
+/* Tensors larger than one Vulkan storage-buffer binding (128 MiB on lavapipe). */
+START_TEST(conv1d_tensors_past_128_mib_are_correct) {
+  seqmix_context *ctx = th_context(_i);
+  conv_case c = {1, 8200, 4100, 4, true, true, true, SEQMIX_F32, SEQMIX_F32, false};
+  check_case(ctx, _i, c, 700);
+  th_context_done(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("conv1d");
   TCase *tc = tcase_create("every device");
@@ -208,6 +217,7 @@ int main(void) {
   tcase_add_loop_test(tc, conv1d_f16_and_bf16_storage_within_tolerance, 0, n);
   tcase_add_loop_test(tc, conv1d_sequence_in_pieces_equals_one_call, 0, n);
   tcase_add_loop_test(tc, conv1d_runs_on_the_device_not_the_fallback, 0, n);
+  tcase_add_loop_test(tc, conv1d_tensors_past_128_mib_are_correct, 0, n);
   suite_add_tcase(s, tc);
   return th_run_suite(s);
 }

@@ -10,6 +10,8 @@
  *    contiguous. Sequence tensors are token-major: [batch, tokens, channels].
  *  - Ops are asynchronous on the context's in-order stream; reads synchronise.
  *  - A NULL params pointer means all defaults (same as a zeroed struct).
+ *  - Device listing and error reporting are thread-safe; a context (and its
+ *    tensors) is used by one thread at a time. Use one context per thread.
  */
 #ifndef SEQMIX_H
 #define SEQMIX_H

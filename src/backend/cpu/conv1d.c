@@ -30,11 +30,14 @@ typedef struct conv1d_job {
   float *scratch; /* per worker: K ring rows, an output row, a zero row */
   size_t scratch_floats;
   const float **rows; /* per worker: K row pointers */
+  bool stream;        /* y is too large to stay cached: write around the caches */
 } conv1d_job;
 
 /* Tunables: channels a task handles per pass (its rows and weights stay in L1),
  * and how many tokens ahead it prefetches. */
 enum { channel_block = 512, prefetch_tokens = 4 };
+/* Outputs larger than this (bytes) are written with streaming stores. */
+static const size_t stream_bytes = 8u << 20;
 
 static const char *x_row(const conv1d_job *job, int64_t b, int64_t t) {
   size_t esize = seqmix_dtype_size(job->act);
@@ -82,11 +85,13 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
       char *y = job->y + (size_t)(b * job->y_stride_b + t * job->y_stride_t + c0) * esize;
       const float *bias = job->bias ? job->bias + c0 : NULL;
       float *dst = convert ? out_row : (float *)y;
-      job->kernels->conv1d_row(dst, rows, job->weight_t + c0, C, bias, K, n, d->silu);
+      job->kernels->conv1d_row(dst, rows, job->weight_t + c0, C, bias, K, n, d->silu,
+                               job->stream && !convert);
       if (convert) job->kernels->store_row(job->act, out_row, y, n);
     }
 #undef INPUT_ROW
   }
+  if (job->stream) job->kernels->stream_fence();
 }
 
 /* new_state[i] = input row L-(K-1)+i; rows from the old state move down, going
@@ -140,6 +145,7 @@ seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
       .s_stride_t = state->strides[1],
       .scratch_floats = (size_t)(K + 2) * channel_block + 16,
   };
+  job.stream = (double)d->batch * (double)d->tokens * (double)C * 4 > (double)stream_bytes;
   /* About 8 tasks a thread so uneven runs even out, at least 16 tokens a task. */
   int64_t per_task = (d->batch * d->tokens + threads * 8 - 1) / (threads * 8);
   if (per_task < 16) per_task = 16;

@@ -22,9 +22,12 @@ void sm_pool_run(sm_pool *pool, int64_t tasks, sm_task_fn fn, void *arg);
 typedef struct sm_cpu_kernels {
   const char *isa; /* "avx512", "avx2", "neon", "scalar" */
   int vector_floats;
-  /* y[c] = bias[c] + sum_j w[j*w_stride + c] * rows[j][c] for c < n; SiLU if silu. */
+  /* y[c] = bias[c] + sum_j w[j*w_stride + c] * rows[j][c] for c < n; SiLU if silu.
+   * stream: y will not be read soon; write around the caches where the ISA can
+   * (the caller fences with stream_fence before others read y). */
   void (*conv1d_row)(float *y, const float *const *rows, const float *w, int64_t w_stride,
-                     const float *bias, int K, int64_t n, bool silu);
+                     const float *bias, int K, int64_t n, bool silu, bool stream);
+  void (*stream_fence)(void);
   /* sum a[i] * b[i]; y[i] += a * x[i]; y[i] *= a (i < n). */
   float (*dot)(const float *a, const float *b, int64_t n);
   void (*axpy)(float *y, float a, const float *x, int64_t n);

@@ -33,7 +33,8 @@ TARGET static inline __m256 silu_avx2(__m256 v) {
   return _mm256_div_ps(v, _mm256_add_ps(one, e));
 }
 
-TARGET static void conv1d_row_avx2(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
+TARGET static void conv1d_row_avx2(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu, bool stream) {
+  (void)stream; /* plain stores: streaming pays off only where measured (AVX-512) */
   int64_t c = 0;
   for (; c + 8 <= C; c += 8) {
     __m256 acc = bias ? _mm256_loadu_ps(bias + c) : _mm256_setzero_ps();
@@ -162,10 +163,13 @@ TARGET static float exp_sum_avx2(float *x, float sub, int64_t n) {
   return total;
 }
 
+TARGET static void no_fence_avx2(void) {}
+
 const sm_cpu_kernels sm_cpu_kernels_avx2 = {
     .isa = "avx2",
     .vector_floats = 8,
     .conv1d_row = conv1d_row_avx2,
+    .stream_fence = no_fence_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .scale = scale_avx2,

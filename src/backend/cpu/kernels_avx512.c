@@ -33,7 +33,7 @@ TARGET static inline __m512 silu_avx512(__m512 v) {
  * unrolls fully), or any K. */
 TARGET static inline void conv1d_row_k(float *y, const float *const *rows, const float *w,
                                        int64_t w_stride, const float *bias, const int K, int64_t C,
-                                       bool silu) {
+                                       bool silu, bool stream) {
   for (int64_t c = 0; c < C; c += 16) {
     __mmask16 m = C - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c)) - 1u);
     __m512 acc = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
@@ -41,18 +41,22 @@ TARGET static inline void conv1d_row_k(float *y, const float *const *rows, const
       acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j * w_stride + c),
                             _mm512_maskz_loadu_ps(m, rows[j] + c), acc);
     if (silu) acc = silu_avx512(acc);
-    _mm512_mask_storeu_ps(y + c, m, acc);
+    /* Streaming stores skip the read-for-ownership of y. */
+    if (stream && m == 0xffff && ((uintptr_t)(y + c) & 63) == 0) _mm512_stream_ps(y + c, acc);
+    else _mm512_mask_storeu_ps(y + c, m, acc);
   }
 }
 
+TARGET static void stream_fence_avx512(void) { _mm_sfence(); }
+
 TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w,
                                      int64_t w_stride, const float *bias, int K, int64_t C,
-                                     bool silu) {
+                                     bool silu, bool stream) {
   switch (K) {
-  case 2: conv1d_row_k(y, rows, w, w_stride, bias, 2, C, silu); break;
-  case 3: conv1d_row_k(y, rows, w, w_stride, bias, 3, C, silu); break;
-  case 4: conv1d_row_k(y, rows, w, w_stride, bias, 4, C, silu); break;
-  default: conv1d_row_k(y, rows, w, w_stride, bias, K, C, silu); break;
+  case 2: conv1d_row_k(y, rows, w, w_stride, bias, 2, C, silu, stream); break;
+  case 3: conv1d_row_k(y, rows, w, w_stride, bias, 3, C, silu, stream); break;
+  case 4: conv1d_row_k(y, rows, w, w_stride, bias, 4, C, silu, stream); break;
+  default: conv1d_row_k(y, rows, w, w_stride, bias, K, C, silu, stream); break;
   }
 }
 
@@ -171,6 +175,7 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .isa = "avx512",
     .vector_floats = 16,
     .conv1d_row = conv1d_row_avx512,
+    .stream_fence = stream_fence_avx512,
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .scale = scale_avx512,

@@ -22,7 +22,8 @@ static inline float32x4_t exp_neon(float32x4_t x) {
   return vmulq_f32(p, vreinterpretq_f32_s32(e));
 }
 
-static void conv1d_row_neon(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
+static void conv1d_row_neon(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu, bool stream) {
+  (void)stream; /* plain stores: streaming pays off only where measured (AVX-512) */
   int64_t c = 0;
   for (; c + 4 <= C; c += 4) {
     float32x4_t acc = bias ? vld1q_f32(bias + c) : vdupq_n_f32(0.0f);
@@ -114,10 +115,13 @@ static float exp_sum_neon(float *x, float sub, int64_t n) {
   return total;
 }
 
+static void no_fence_neon(void) {}
+
 const sm_cpu_kernels sm_cpu_kernels_neon = {
     .isa = "neon",
     .vector_floats = 4,
     .conv1d_row = conv1d_row_neon,
+    .stream_fence = no_fence_neon,
     .dot = dot_neon,
     .axpy = axpy_neon,
     .scale = scale_neon,

@@ -4,7 +4,8 @@
 
 #include <math.h>
 
-static void conv1d_row_scalar(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu) {
+static void conv1d_row_scalar(float *y, const float *const *rows, const float *w, int64_t w_stride, const float *bias, int K, int64_t C, bool silu, bool stream) {
+  (void)stream; /* plain stores: streaming pays off only where measured (AVX-512) */
   for (int64_t c = 0; c < C; ++c) {
     float acc = bias ? bias[c] : 0.0f;
     for (int j = 0; j < K; ++j) acc = fmaf(w[j * w_stride + c], rows[j][c], acc);
@@ -54,10 +55,13 @@ static float exp_sum_scalar(float *x, float sub, int64_t n) {
   return sum;
 }
 
+static void no_fence_scalar(void) {}
+
 const sm_cpu_kernels sm_cpu_kernels_scalar = {
     .isa = "scalar",
     .vector_floats = 1,
     .conv1d_row = conv1d_row_scalar,
+    .stream_fence = no_fence_scalar,
     .dot = dot_scalar,
     .axpy = axpy_scalar,
     .scale = scale_scalar,

@@ -29,7 +29,7 @@ typedef struct conv1d_job {
   int64_t tokens_per_task, tasks_per_batch;
   float *scratch; /* per worker: K ring rows, an output row, a zero row */
   size_t scratch_floats;
-  const float **rows; /* per worker: K row pointers */
+  const float **rows; /* per worker: K + 1 row pointers */
   bool stream;        /* y is too large to stay cached: write around the caches */
 } conv1d_job;
 
@@ -57,7 +57,7 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
   float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
   float *ring = scratch, *out_row = scratch + (size_t)K * channel_block;
   float *zero_row = out_row + channel_block;
-  const float **rows = job->rows + (size_t)worker * (size_t)K;
+  const float **rows = job->rows + (size_t)worker * (size_t)(K + 1);
   memset(zero_row, 0, channel_block * sizeof(float));
 
   for (int64_t c0 = 0; c0 < C; c0 += channel_block) {
@@ -84,6 +84,19 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
       for (int j = 0; j < K; ++j) rows[j] = INPUT_ROW(t - K + 1 + j);
       char *y = job->y + (size_t)(b * job->y_stride_b + t * job->y_stride_t + c0) * esize;
       const float *bias = job->bias ? job->bias + c0 : NULL;
+      if (!convert && job->kernels->conv1d_row2 && t + 1 < t1) {
+        /* Two tokens share the weight loads and K-1 input rows. */
+        if (t + 1 + prefetch_tokens < d->tokens) {
+          const char *ahead = x_row(job, b, t + 1 + prefetch_tokens) + (size_t)c0 * esize;
+          for (size_t off = 0; off < (size_t)n * esize; off += 64) __builtin_prefetch(ahead + off);
+        }
+        rows[K] = INPUT_ROW(t + 1);
+        float *y1 = (float *)y + job->y_stride_t;
+        job->kernels->conv1d_row2((float *)y, y1, rows, job->weight_t + c0, C, bias, K, n,
+                                  d->silu, job->stream);
+        ++t;
+        continue;
+      }
       float *dst = convert ? out_row : (float *)y;
       job->kernels->conv1d_row(dst, rows, job->weight_t + c0, C, bias, K, n, d->silu,
                                job->stream && !convert);
@@ -155,7 +168,7 @@ seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
 
   float *weight_t = malloc((size_t)(K + 1) * (size_t)C * sizeof(float));
   float *scratch = malloc((size_t)threads * job.scratch_floats * sizeof(float));
-  const float **rows = malloc((size_t)threads * (size_t)K * sizeof *rows);
+  const float **rows = malloc((size_t)threads * (size_t)(K + 1) * sizeof *rows);
   if (!weight_t || !scratch || !rows) {
     free(weight_t);
     free(scratch);

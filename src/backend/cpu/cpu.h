@@ -28,6 +28,11 @@ typedef struct sm_cpu_kernels {
   void (*conv1d_row)(float *y, const float *const *rows, const float *w, int64_t w_stride,
                      const float *bias, int K, int64_t n, bool silu, bool stream);
   void (*stream_fence)(void);
+  /* Two consecutive tokens at once: y0 from rows[0..K-1], y1 from rows[1..K]
+   * (weights loaded once for both). NULL where the ISA gains nothing. */
+  void (*conv1d_row2)(float *y0, float *y1, const float *const *rows, const float *w,
+                      int64_t w_stride, const float *bias, int K, int64_t n, bool silu,
+                      bool stream);
   /* sum a[i] * b[i]; y[i] += a * x[i]; y[i] *= a (i < n). */
   float (*dot)(const float *a, const float *b, int64_t n);
   void (*axpy)(float *y, float a, const float *x, int64_t n);

@@ -29,6 +29,11 @@ TARGET static inline __m512 silu_avx512(__m512 v) {
   return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
+TARGET static inline void store_y(float *y, __mmask16 m, __m512 v, bool stream) {
+  if (stream && m == 0xffff && ((uintptr_t)y & 63) == 0) _mm512_stream_ps(y, v);
+  else _mm512_mask_storeu_ps(y, m, v);
+}
+
 /* The row kernel for a kernel width known at compile time (the common K = 2..4
  * unrolls fully), or any K. */
 TARGET static inline void conv1d_row_k(float *y, const float *const *rows, const float *w,
@@ -41,13 +46,44 @@ TARGET static inline void conv1d_row_k(float *y, const float *const *rows, const
       acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + j * w_stride + c),
                             _mm512_maskz_loadu_ps(m, rows[j] + c), acc);
     if (silu) acc = silu_avx512(acc);
-    /* Streaming stores skip the read-for-ownership of y. */
-    if (stream && m == 0xffff && ((uintptr_t)(y + c) & 63) == 0) _mm512_stream_ps(y + c, acc);
-    else _mm512_mask_storeu_ps(y + c, m, acc);
+    store_y(y + c, m, acc, stream); /* streaming skips the read-for-ownership of y */
   }
 }
 
 TARGET static void stream_fence_avx512(void) { _mm_sfence(); }
+
+/* Two consecutive tokens: the weights are loaded once and the inputs slide. */
+TARGET static inline void conv1d_row2_k(float *y0, float *y1, const float *const *rows,
+                                        const float *w, int64_t w_stride, const float *bias,
+                                        const int K, int64_t C, bool silu, bool stream) {
+  for (int64_t c = 0; c < C; c += 16) {
+    __mmask16 m = C - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (C - c)) - 1u);
+    __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
+    __m512 acc0 = b, acc1 = b;
+    __m512 x = _mm512_maskz_loadu_ps(m, rows[0] + c);
+    for (int j = 0; j < K; ++j) {
+      __m512 wj = _mm512_maskz_loadu_ps(m, w + j * w_stride + c);
+      __m512 next = _mm512_maskz_loadu_ps(m, rows[j + 1] + c);
+      acc0 = _mm512_fmadd_ps(wj, x, acc0);
+      acc1 = _mm512_fmadd_ps(wj, next, acc1);
+      x = next;
+    }
+    if (silu) acc0 = silu_avx512(acc0), acc1 = silu_avx512(acc1);
+    store_y(y0 + c, m, acc0, stream);
+    store_y(y1 + c, m, acc1, stream);
+  }
+}
+
+TARGET static void conv1d_row2_avx512(float *y0, float *y1, const float *const *rows,
+                                      const float *w, int64_t w_stride, const float *bias, int K,
+                                      int64_t C, bool silu, bool stream) {
+  switch (K) {
+  case 2: conv1d_row2_k(y0, y1, rows, w, w_stride, bias, 2, C, silu, stream); break;
+  case 3: conv1d_row2_k(y0, y1, rows, w, w_stride, bias, 3, C, silu, stream); break;
+  case 4: conv1d_row2_k(y0, y1, rows, w, w_stride, bias, 4, C, silu, stream); break;
+  default: conv1d_row2_k(y0, y1, rows, w, w_stride, bias, K, C, silu, stream); break;
+  }
+}
 
 TARGET static void conv1d_row_avx512(float *y, const float *const *rows, const float *w,
                                      int64_t w_stride, const float *bias, int K, int64_t C,
@@ -176,6 +212,7 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .vector_floats = 16,
     .conv1d_row = conv1d_row_avx512,
     .stream_fence = stream_fence_avx512,
+    .conv1d_row2 = conv1d_row2_avx512,
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .scale = scale_avx512,

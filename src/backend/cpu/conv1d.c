@@ -55,8 +55,10 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
   const size_t esize = seqmix_dtype_size(job->act);
   const bool convert = job->act != SEQMIX_F32;
   float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
-  float *ring = scratch, *out_row = scratch + (size_t)K * channel_block;
-  float *zero_row = out_row + channel_block;
+  /* K + 1 ring slots: a two-token pass needs rows t-K+1 .. t+1. */
+  const int slots = K + 1;
+  float *ring = scratch, *out_row = scratch + (size_t)slots * channel_block;
+  float *out_row2 = out_row + channel_block, *zero_row = out_row2 + channel_block;
   const float **rows = job->rows + (size_t)worker * (size_t)(K + 1);
   memset(zero_row, 0, channel_block * sizeof(float));
 
@@ -64,14 +66,14 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
     const int64_t n = C - c0 < (int64_t)channel_block ? C - c0 : (int64_t)channel_block;
     /* Input row s at channel c0 (s < 0: from the state, or zeros). */
 #define INPUT_ROW(s)                                                                              \
-  ((s) >= 0 ? (convert ? ring + (size_t)((s) % K) * channel_block                                \
+  ((s) >= 0 ? (convert ? ring + (size_t)((s) % slots) * channel_block                                \
                        : (const float *)x_row(job, b, (s)) + c0)                                  \
    : job->state ? job->state + b * job->s_stride_b + (K - 1 + (s)) * job->s_stride_t + c0        \
                 : zero_row)
     if (convert)
       for (int64_t s = t0 - K + 1 > 0 ? t0 - K + 1 : 0; s < t0; ++s)
         job->kernels->load_row(job->act, x_row(job, b, s) + (size_t)c0 * esize,
-                               ring + (size_t)(s % K) * channel_block, n);
+                               ring + (size_t)(s % slots) * channel_block, n);
     for (int64_t t = t0; t < t1; ++t) {
       /* The hardware prefetchers lose track of rows C apart: fetch ahead by hand. */
       if (t + prefetch_tokens < d->tokens) {
@@ -80,20 +82,28 @@ static void conv1d_task(void *arg, int64_t task, int worker) {
       }
       if (convert)
         job->kernels->load_row(job->act, x_row(job, b, t) + (size_t)c0 * esize,
-                               ring + (size_t)(t % K) * channel_block, n);
+                               ring + (size_t)(t % slots) * channel_block, n);
       for (int j = 0; j < K; ++j) rows[j] = INPUT_ROW(t - K + 1 + j);
       char *y = job->y + (size_t)(b * job->y_stride_b + t * job->y_stride_t + c0) * esize;
       const float *bias = job->bias ? job->bias + c0 : NULL;
-      if (!convert && job->kernels->conv1d_row2 && t + 1 < t1) {
+      if (job->kernels->conv1d_row2 && t + 1 < t1) {
         /* Two tokens share the weight loads and K-1 input rows. */
         if (t + 1 + prefetch_tokens < d->tokens) {
           const char *ahead = x_row(job, b, t + 1 + prefetch_tokens) + (size_t)c0 * esize;
           for (size_t off = 0; off < (size_t)n * esize; off += 64) __builtin_prefetch(ahead + off);
         }
+        if (convert)
+          job->kernels->load_row(job->act, x_row(job, b, t + 1) + (size_t)c0 * esize,
+                                 ring + (size_t)((t + 1) % slots) * channel_block, n);
         rows[K] = INPUT_ROW(t + 1);
-        float *y1 = (float *)y + job->y_stride_t;
-        job->kernels->conv1d_row2((float *)y, y1, rows, job->weight_t + c0, C, bias, K, n,
-                                  d->silu, job->stream);
+        char *y1 = y + (size_t)job->y_stride_t * esize;
+        job->kernels->conv1d_row2(convert ? out_row : (float *)y, convert ? out_row2 : (float *)y1,
+                                  rows, job->weight_t + c0, C, bias, K, n, d->silu,
+                                  job->stream && !convert);
+        if (convert) {
+          job->kernels->store_row(job->act, out_row, y, n);
+          job->kernels->store_row(job->act, out_row2, y1, n);
+        }
         ++t;
         continue;
       }
@@ -156,7 +166,7 @@ seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
       .state = state->buffer ? (float *)state->buffer->data + state->offset : NULL,
       .s_stride_b = state->strides[0],
       .s_stride_t = state->strides[1],
-      .scratch_floats = (size_t)(K + 2) * channel_block + 16,
+      .scratch_floats = (size_t)(K + 4) * channel_block + 16,
   };
   job.stream = (double)d->batch * (double)d->tokens * (double)C * 4 > (double)stream_bytes;
   /* About 8 tasks a thread so uneven runs even out, at least 16 tokens a task. */

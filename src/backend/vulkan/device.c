@@ -598,6 +598,7 @@ static void vk_close(sm_device *dev) {
     vkDeviceWaitIdle(dev->device);
     sm_vk_free(dev, dev->staging);
     sm_vk_free(dev, dev->dummy);
+    sm_vk_free(dev, dev->scratch);
     sm_vk_pipelines_destroy(dev);
     for (int i = 0; i < SM_VK_SLOTS; ++i)
       if (dev->slots[i].fence) vkDestroyFence(dev->device, dev->slots[i].fence, NULL);
@@ -663,6 +664,8 @@ fail:
 static bool vk_supports(sm_device *dev, const sm_op *op) {
   switch (op->kind) {
   case SM_OP_CONV1D_CAUSAL: return sm_vk_conv1d_supports(dev, op);
+  case SM_OP_ATTENTION: return sm_vk_attention_supports(dev, op);
+  case SM_OP_ATTENTION_MERGE: return sm_vk_merge_supports(dev, op);
   default: return false; /* no kernel yet: the CPU fallback runs it */
   }
 }
@@ -670,6 +673,8 @@ static bool vk_supports(sm_device *dev, const sm_op *op) {
 static seqmix_status vk_launch(sm_device *dev, const sm_op *op) {
   switch (op->kind) {
   case SM_OP_CONV1D_CAUSAL: return sm_vk_conv1d_launch(dev, op);
+  case SM_OP_ATTENTION: return sm_vk_attention_launch(dev, op);
+  case SM_OP_ATTENTION_MERGE: return sm_vk_merge_launch(dev, op);
   default: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the vulkan backend has no kernel for it", op->name);

@@ -7,6 +7,8 @@
  * pipeline.c  compute pipelines from embedded SPIR-V with specialization
  *             constants, descriptor sets, command recording and submission
  * conv1d.c    SM_OP_CONV1D_CAUSAL (shaders/conv1d.comp)
+ * attention.c SM_OP_ATTENTION and SM_OP_ATTENTION_MERGE (shaders/attention.comp,
+ *             shaders/attention_merge.comp)
  *
  * The stream: launches and copies record into one open command buffer, a
  * barrier in front of each command orders it after the previous one. The
@@ -22,7 +24,7 @@
 
 /* Limits of the backend's own bookkeeping. */
 enum {
-  SM_VK_MAX_SPEC = 16,     /* specialization constants per pipeline (ids 0..n-1) */
+  SM_VK_MAX_SPEC = 24,     /* specialization constants per pipeline (ids 0..n-1) */
   SM_VK_MAX_BINDINGS = 8,  /* storage buffers per descriptor set (bindings 0..n-1) */
   SM_VK_PUSH_BYTES = 128,  /* push-constant range of every layout: the guaranteed minimum */
   SM_VK_SLOTS = 4,         /* command buffers in flight */
@@ -99,6 +101,7 @@ struct sm_device {
 
   sm_buffer *staging; /* lazily made on devices without unified memory */
   sm_buffer *dummy;   /* bound where an optional tensor is absent */
+  sm_buffer *scratch; /* attention's key-split partials and merge accumulators; grows */
 };
 
 /* ---- Errors (device.c) ---------------------------------------------------- */
@@ -166,5 +169,9 @@ bool sm_vk_idle(const sm_device *dev);     /* nothing recorded or in flight */
 
 bool sm_vk_conv1d_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_vk_conv1d_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_attention_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_attention_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_merge_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_merge_launch(sm_device *dev, const sm_op *op);
 
 #endif

@@ -6,6 +6,7 @@
  * program.c  programs built from the embedded cl/ sources with -D options,
  *            binaries cached on disk, kernels cached per device
  * conv1d.c   SM_OP_CONV1D_CAUSAL (cl/conv1d.cl)
+ * attention.c SM_OP_ATTENTION, SM_OP_ATTENTION_MERGE (cl/attention.cl)
  *
  * The stream is one in-order command queue per open device: every enqueue is
  * ordered after the previous one, so ops need no events. Writes and reads
@@ -113,5 +114,8 @@ seqmix_status sm_cl_enqueue(sm_device *dev, const sm_cl_kernel *kernel, cl_uint 
 
 bool sm_cl_conv1d_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_cl_conv1d_launch(sm_device *dev, const sm_op *op);
+/* SM_OP_ATTENTION and SM_OP_ATTENTION_MERGE (attention.c). */
+bool sm_cl_attention_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_cl_attention_launch(sm_device *dev, const sm_op *op);
 
 #endif

@@ -1,0 +1,243 @@
+/*
+ * Attention (FlashAttention-2 style) and the log-sum-exp merge.
+ *
+ * attn_fwd: a work-group owns WG rows of one (sequence, k head); a row is a
+ * (query token, q head of the GQA group) pair, so the q heads sharing a k
+ * head share every K/V tile. Each work-item keeps one row's q and output
+ * accumulator in registers; key blocks of BK keys are staged in local memory
+ * as f32 and folded in with an online softmax (running max m and sum l).
+ * Blocks wholly outside the causal/window mask of the work-group's rows are
+ * never visited. With SPLIT, dim 2 picks a chunk of the keys and the
+ * work-group writes a partial (out, lse) row to scratch; attn_combine merges
+ * the chunks by log-sum-exp (sigmoid scores: plain sums).
+ *
+ * attn_merge (MERGE): the public merge of NPARTS partials, each with its own
+ * strides (read from a small table), in PART dtype, into out (ACT dtype).
+ *
+ * Build options: ACT (storage dtype), D, DV (head dims), BK (keys a block), WG
+ * (work-group size), CAUSAL, SIGMOID, SOFTCAP, SPLIT; MERGE, PART, NPARTS.
+ */
+
+#define T SM_T(ACT)
+#define LD1 SM_LOAD(ACT, 1)
+#define ST1 SM_STORE(ACT, 1)
+
+#ifndef MERGE
+
+__attribute__((reqd_work_group_size(WG, 1, 1))) kernel void
+attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3,
+         const global T *k, long k_off, long k_s0, long k_s1, long k_s2, long k_s3,
+         const global T *v, long v_off, long v_s0, long v_s1, long v_s2, long v_s3,
+         global T *o, long o_off, long o_s0, long o_s1, long o_s2, long o_s3,
+         global float *lse, long l_off, long l_s0, long l_s1, long l_s2, int has_lse,
+         const global int *idx, int varlen, int has_used, int lq_dense, int lk_dense, int q_heads, int group, float scale,
+         float softcap, float sigmoid_bias, int window, int chunk, global float *part_out,
+         global float *part_lse, long part_rows) {
+  local float kt[BK * D];
+  local float vt[BK * DV];
+  const int lid = get_local_id(0);
+  const int hk = get_group_id(1) % (q_heads / group);
+  const int b = get_group_id(1) / (q_heads / group);
+  const int split = get_group_id(2);
+  /* idx: cu_q [n+1], cu_k [n+1], seqused_k [n] (varlen/seqused only). */
+  const int n = get_num_groups(1) / (q_heads / group);
+  const global int *cu_q = idx, *cu_k = idx + n + 1, *used = idx + 2 * n + 2;
+  const int qb = varlen ? 0 : b; /* batch index of the tensors */
+  const int q0 = varlen ? cu_q[b] : 0, k0 = varlen ? cu_k[b] : 0;
+  const int lq = varlen ? cu_q[b + 1] - q0 : lq_dense;
+  int lk = varlen ? cu_k[b + 1] - k0 : lk_dense;
+  if (has_used) lk = used[b];
+  const int rows = lq * group;
+  const int r_begin = get_group_id(0) * WG;
+  if (r_begin >= rows) return; /* the whole work-group */
+  const int r_last = min(r_begin + WG, rows) - 1;
+  const int row = min(r_begin + lid, rows - 1); /* idle work-items repeat the last row */
+  const int i = row / group, h = hk * group + row % group;
+  const int shift = lk - lq;
+
+  /* Keys this work-group visits: its split's chunk, cut to its rows' mask. */
+  int blo = split * chunk, bhi = min(lk, blo + chunk) - 1;
+#ifdef CAUSAL
+  bhi = min(bhi, r_last / group + shift);
+  if (window > 0) blo = max(blo, r_begin / group + shift - window + 1);
+#endif
+  /* This row's keys. */
+  int lo = 0, hi = lk - 1;
+#ifdef CAUSAL
+  hi = min(hi, i + shift);
+  if (window > 0) lo = max(lo, i + shift - window + 1);
+#endif
+
+  float qr[D];
+  const global T *qp = q + q_off + qb * q_s0 + (long)(q0 + i) * q_s1 + h * q_s2;
+  for (int d = 0; d < D; ++d)
+    qr[d] = LD1(qp + d * q_s3) * scale;
+  float acc[DV];
+  for (int d = 0; d < DV; ++d)
+    acc[d] = 0.0f;
+  float m = -INFINITY, l = 0.0f;
+
+  const global T *kbase = k + k_off + qb * k_s0 + (long)k0 * k_s1 + hk * k_s2;
+  const global T *vbase = v + v_off + qb * v_s0 + (long)k0 * v_s1 + hk * v_s2;
+  blo = max(blo, 0);
+  const int nblocks = bhi >= blo ? (bhi - blo) / BK + 1 : 0;
+  for (int blk = 0; blk < nblocks; ++blk) {
+    const int j0 = blo + blk * BK;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int e = lid; e < BK * D; e += WG) {
+      const int j = e / D, d = e % D;
+      kt[e] = j0 + j <= bhi ? LD1(kbase + (long)(j0 + j) * k_s1 + d * k_s3) : 0.0f;
+    }
+    for (int e = lid; e < BK * DV; e += WG) {
+      const int j = e / DV, d = e % DV;
+      vt[e] = j0 + j <= bhi ? LD1(vbase + (long)(j0 + j) * v_s1 + d * v_s3) : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float s[BK];
+    float tmax = -INFINITY;
+    for (int j = 0; j < BK; ++j) {
+      float dot = 0.0f;
+      for (int d = 0; d < D; ++d)
+        dot = fma(qr[d], kt[j * D + d], dot);
+#ifdef SOFTCAP
+      dot = softcap * tanh(dot / softcap);
+#endif
+      const int key = j0 + j;
+      const bool ok = key >= lo && key <= hi && key <= bhi;
+#ifdef SIGMOID
+      s[j] = ok ? 1.0f / (1.0f + exp(-(dot + sigmoid_bias))) : 0.0f;
+#else
+      s[j] = ok ? dot : -INFINITY;
+      tmax = fmax(tmax, s[j]);
+#endif
+    }
+#ifndef SIGMOID
+    const float mn = fmax(m, tmax);
+    const float base = mn == -INFINITY ? 0.0f : mn;
+    /* Masked keys and the first block: weights of exactly 0. */
+    const float alpha = m == -INFINITY ? 0.0f : exp(m - base);
+    l *= alpha;
+    for (int j = 0; j < BK; ++j) {
+      s[j] = s[j] == -INFINITY ? 0.0f : exp(s[j] - base);
+      l += s[j];
+    }
+    m = mn;
+    for (int d = 0; d < DV; ++d)
+      acc[d] *= alpha;
+#endif
+    for (int j = 0; j < BK; ++j)
+      for (int d = 0; d < DV; ++d)
+        acc[d] = fma(s[j], vt[j * DV + d], acc[d]);
+  }
+
+  if (r_begin + lid >= rows) return;
+#ifdef SIGMOID
+  const float inv = 1.0f;
+  const float row_lse = 0.0f;
+#else
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  const float row_lse = l > 0.0f ? m + log(l) : -INFINITY;
+#endif
+#ifdef SPLIT
+  const long prow = (long)split * part_rows + ((long)qb * lq_dense + q0 + i) * q_heads + h;
+  for (int d = 0; d < DV; ++d)
+    part_out[prow * DV + d] = acc[d] * inv;
+  part_lse[prow] = row_lse;
+#else
+  global T *op = o + o_off + qb * o_s0 + (long)(q0 + i) * o_s1 + h * o_s2;
+  for (int d = 0; d < DV; ++d)
+    ST1(op + d * o_s3, acc[d] * inv);
+  if (has_lse) lse[l_off + qb * l_s0 + h * l_s1 + (long)(q0 + i) * l_s2] = row_lse;
+#endif
+}
+
+#ifdef SPLIT
+/* One work-item a row (token t of the flattened q tokens, head h): merges the
+ * splits' partials. tokens_per_batch maps t to (batch, token). */
+kernel void attn_combine(const global float *part_out, const global float *part_lse,
+                         long part_rows, int splits, global T *o, long o_off, long o_s0,
+                         long o_s1, long o_s2, long o_s3, global float *lse, long l_off,
+                         long l_s0, long l_s1, long l_s2, int has_lse, int q_heads,
+                         int tokens_per_batch) {
+  const long r = get_global_id(0);
+  if (r >= part_rows) return;
+  const int h = r % q_heads;
+  const long t = r / q_heads;
+  const long b = t / tokens_per_batch, i = t % tokens_per_batch;
+  global T *op = o + o_off + b * o_s0 + i * o_s1 + h * o_s2;
+#ifdef SIGMOID
+  for (int d = 0; d < DV; ++d) {
+    float a = 0.0f;
+    for (int s = 0; s < splits; ++s)
+      a += part_out[((long)s * part_rows + r) * DV + d];
+    ST1(op + d * o_s3, a);
+  }
+#else
+  float m = -INFINITY;
+  for (int s = 0; s < splits; ++s)
+    m = fmax(m, part_lse[(long)s * part_rows + r]);
+  const float base = m == -INFINITY ? 0.0f : m;
+  float sum = 0.0f;
+  for (int s = 0; s < splits; ++s)
+    sum += exp(part_lse[(long)s * part_rows + r] - base);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  for (int d = 0; d < DV; ++d) {
+    float a = 0.0f;
+    for (int s = 0; s < splits; ++s) {
+      const long pr = (long)s * part_rows + r;
+      a += exp(part_lse[pr] - base) * part_out[pr * DV + d];
+    }
+    ST1(op + d * o_s3, a * inv);
+  }
+  if (has_lse) lse[l_off + b * l_s0 + h * l_s1 + i * l_s2] = m == -INFINITY ? m : m + log(sum);
+#endif
+}
+#endif
+
+#else /* MERGE */
+
+#define PT SM_T(PART)
+#define PLD1 SM_LOAD(PART, 1)
+
+/* Table per part p (9 longs at p * 9): out offset and 4 strides, lse offset
+ * and 3 strides; then the same for out and lse at NPARTS * 9. */
+kernel void attn_merge(const global long *tab, global T *o, global float *lse, int has_lse,
+                       const global PT *o0, const global float *l0, const global PT *o1,
+                       const global float *l1, const global PT *o2, const global float *l2,
+                       const global PT *o3, const global float *l3, const global PT *o4,
+                       const global float *l4, const global PT *o5, const global float *l5,
+                       const global PT *o6, const global float *l6, const global PT *o7,
+                       const global float *l7, int tokens, int q_heads, int dv, long rows) {
+  const long r = get_global_id(0);
+  if (r >= rows) return;
+  const long h = r % q_heads, t = (r / q_heads) % tokens, b = r / ((long)q_heads * tokens);
+  const global PT *po[8] = {o0, o1, o2, o3, o4, o5, o6, o7};
+  const global float *pl[8] = {l0, l1, l2, l3, l4, l5, l6, l7};
+  long obase[NPARTS];
+  float w[NPARTS];
+  float m = -INFINITY;
+  for (int p = 0; p < NPARTS; ++p) {
+    const global long *e = tab + p * 9;
+    obase[p] = e[0] + b * e[1] + t * e[2] + h * e[3];
+    w[p] = pl[p][e[5] + b * e[6] + h * e[7] + t * e[8]];
+    m = fmax(m, w[p]);
+  }
+  const float base = m == -INFINITY ? 0.0f : m;
+  float sum = 0.0f;
+  for (int p = 0; p < NPARTS; ++p) {
+    w[p] = exp(w[p] - base);
+    sum += w[p];
+  }
+  const float inv = m == -INFINITY ? 0.0f : 1.0f / sum;
+  const global long *e = tab + NPARTS * 9;
+  global T *op = o + e[0] + b * e[1] + t * e[2] + h * e[3];
+  for (int d = 0; d < dv; ++d) {
+    float a = 0.0f;
+    for (int p = 0; p < NPARTS; ++p)
+      a += w[p] * PLD1(po[p] + obase[p] + d * tab[p * 9 + 4]);
+    ST1(op + d * e[4], m == -INFINITY ? 0.0f : a * inv);
+  }
+  if (has_lse) lse[e[5] + b * e[6] + h * e[7] + t * e[8]] = m == -INFINITY ? m : m + log(sum);
+}
+
+#endif

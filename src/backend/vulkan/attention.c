@@ -23,7 +23,7 @@
  * walking more than about 1800 keys in blocks of 64 (3500 in blocks of 32) returns
  * garbage for its later rows; key splits bound the walk (measured, D64). */
 enum { MAX_ROWS = 16, MAX_BLOCK = 64, MIN_KEYS_PER_SPLIT = 256, MAX_SPLITS = 64 };
-enum { MAX_GROUP_KEYS = 1024 };
+enum { MAX_GROUP_KEYS = 1024, MAX_ACC = 64 };
 enum { MERGE_WORKGROUP = 64, MERGE_LANES = 16 };
 
 /* Specialization constant ids of attention.comp. */
@@ -46,6 +46,7 @@ enum {
   SPEC_OUT_F32,
   SPEC_ACT_BF16,
   SPEC_SOFTCAP,
+  SPEC_CPL,
   SPEC_COUNT
 };
 enum { BIND_Q, BIND_K, BIND_V, BIND_OUT, BIND_LSE, BIND_CU_Q, BIND_CU_K, BIND_USED, BIND_COUNT };
@@ -87,6 +88,12 @@ typedef struct merge_push {
 
 _Static_assert(sizeof(attn_push) <= SM_VK_PUSH_BYTES, "attention push constants");
 _Static_assert(sizeof(merge_push) <= SM_VK_PUSH_BYTES, "merge push constants");
+
+static uint32_t floor_pow2(uint32_t v) {
+  uint32_t p = 1;
+  while (p * 2 <= v) p *= 2;
+  return p;
+}
 
 static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
@@ -306,22 +313,28 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   p->sigmoid_bias = d->sigmoid_bias;
 
   /* Tiles: rows per work-group up to MAX_ROWS (fewer for decode), keys per
-   * block as many as shared memory holds, a power of two. */
-  uint32_t wg = 64;
-  if (wg > limits->maxComputeWorkGroupInvocations) wg = limits->maxComputeWorkGroupInvocations;
-  if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
+   * block as many as shared memory holds, a power of two; one invocation per
+   * key of a block; rows x columns per invocation at most MAX_ACC registers. */
+  uint32_t wg_max = limits->maxComputeWorkGroupInvocations;
+  if (wg_max > limits->maxComputeWorkGroupSize[0]) wg_max = limits->maxComputeWorkGroupSize[0];
+  wg_max = floor_pow2(wg_max);
   int64_t want_rows = d->max_q_len * G;
   uint32_t rows = 1;
-  while (rows < MAX_ROWS && rows < want_rows && rows * 2 <= wg) rows *= 2;
+  while (rows < MAX_ROWS && rows < want_rows) rows *= 2;
   const uint64_t shared = limits->maxComputeSharedMemorySize;
   const int64_t kvw = D > Dv ? D : Dv;
-  uint32_t block = MAX_BLOCK;
-  while (block > 1 && 4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 2 * rows) >
-                          shared)
-    block /= 2;
-  if (4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 2 * rows) > shared)
-    return false;
-
+  uint32_t block = 0;
+  for (;;) {
+    block = MAX_BLOCK < wg_max ? MAX_BLOCK : wg_max;
+    while (block > 8 && 4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block +
+                             3 * rows) > shared)
+      block /= 2;
+    bool fits = 4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 3 * rows) <= shared;
+    if (fits && rows * div_up((uint64_t)Dv, block) <= MAX_ACC) break;
+    if (rows == 1) return false;
+    rows /= 2;
+  }
+  const uint32_t wg = block;
   const uint64_t q_blocks = d->max_q_len * G > 0 ? div_up((uint64_t)(d->max_q_len * G), rows) : 1;
   /* Key splits for few work-groups and many keys. */
   const uint64_t tasks = (uint64_t)d->batch * (uint64_t)d->k_heads * q_blocks;
@@ -388,7 +401,7 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   spec[SPEC_BLOCK] = block;
   spec[SPEC_D] = (uint32_t)D;
   spec[SPEC_DV] = (uint32_t)Dv;
-  spec[SPEC_ACC] = (uint32_t)div_up((uint64_t)rows * Dv, wg);
+  spec[SPEC_ACC] = 0;
   spec[SPEC_WG] = wg;
   spec[SPEC_Q_SIZE] = rows * (uint32_t)D;
   spec[SPEC_KV_SIZE] = block * (uint32_t)kvw;
@@ -401,6 +414,7 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   spec[SPEC_OUT_F32] = splits > 1;
   spec[SPEC_ACT_BF16] = q->dtype == SEQMIX_BF16;
   spec[SPEC_SOFTCAP] = d->softcap > 0;
+  spec[SPEC_CPL] = (uint32_t)div_up((uint64_t)Dv, wg);
   return true;
 }
 

@@ -24,6 +24,24 @@
 
 #ifndef MERGE
 
+/* VEC (divides D and DV): a work-item's q, accumulator and dot products are
+ * vectors of VEC lanes. */
+#if VEC == 1
+typedef float vf;
+#define VLOAD(i, p) ((p)[i])
+#define VSTORE(v, i, p) ((p)[i] = (v))
+static inline float hsum(float x) { return x; }
+#else
+typedef SM_CAT(float, VEC) vf;
+#define VLOAD(i, p) SM_CAT(vload, VEC)(i, p)
+#define VSTORE(v, i, p) SM_CAT(vstore, VEC)(v, i, p)
+static inline float hsum2(float2 x) { return x.s0 + x.s1; }
+static inline float hsum4(float4 x) { return hsum2(x.s01 + x.s23); }
+static inline float hsum8(float8 x) { return hsum4(x.s0123 + x.s4567); }
+static inline float hsum16(float16 x) { return hsum8(x.s01234567 + x.s89abcdef); }
+#define hsum SM_CAT(hsum, VEC)
+#endif
+
 __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void
 attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3,
          const global T *k, long k_off, long k_s0, long k_s1, long k_s2, long k_s3,
@@ -68,13 +86,17 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
   if (window > 0) lo = max(lo, i + shift - window + 1);
 #endif
 
-  float qr[D];
+  vf qr[D / VEC];
   const global T *qp = q + q_off + qb * q_s0 + (long)(q0 + i) * q_s1 + h * q_s2;
-  for (int d = 0; d < D; ++d)
-    qr[d] = LD1(qp + d * q_s3) * scale;
-  float acc[DV];
-  for (int d = 0; d < DV; ++d)
-    acc[d] = 0.0f;
+  for (int c = 0; c < D / VEC; ++c) {
+    float tmp[VEC];
+    for (int e = 0; e < VEC; ++e)
+      tmp[e] = LD1(qp + (c * VEC + e) * q_s3) * scale;
+    qr[c] = VLOAD(0, tmp);
+  }
+  vf acc[DV / VEC];
+  for (int c = 0; c < DV / VEC; ++c)
+    acc[c] = 0.0f;
   float m = -INFINITY, l = 0.0f;
 
   const global T *kbase = k + k_off + qb * k_s0 + (long)k0 * k_s1 + hk * k_s2;
@@ -84,6 +106,19 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
   for (int blk = 0; blk < nblocks; ++blk) {
     const int j0 = blo + blk * BK;
     barrier(CLK_LOCAL_MEM_FENCE);
+#ifdef CONTIG
+    /* Rows of K and V contiguous: VEC elements a load. */
+    for (int e = lid; e < BK * D / VEC; e += WG) {
+      const int j = e / (D / VEC), c = e % (D / VEC);
+      const vf x = SM_LOAD(ACT, VEC)(kbase + (long)min(j0 + j, bhi) * k_s1 + c * VEC);
+      VSTORE(j0 + j <= bhi ? x : (vf)0.0f, e, kt);
+    }
+    for (int e = lid; e < BK * DV / VEC; e += WG) {
+      const int j = e / (DV / VEC), c = e % (DV / VEC);
+      const vf x = SM_LOAD(ACT, VEC)(vbase + (long)min(j0 + j, bhi) * v_s1 + c * VEC);
+      VSTORE(j0 + j <= bhi ? x : (vf)0.0f, e, vt);
+    }
+#else
     for (int e = lid; e < BK * D; e += WG) {
       const int j = e / D, d = e % D;
       kt[e] = j0 + j <= bhi ? LD1(kbase + (long)(j0 + j) * k_s1 + d * k_s3) : 0.0f;
@@ -92,13 +127,15 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
       const int j = e / DV, d = e % DV;
       vt[e] = j0 + j <= bhi ? LD1(vbase + (long)(j0 + j) * v_s1 + d * v_s3) : 0.0f;
     }
+#endif
     barrier(CLK_LOCAL_MEM_FENCE);
     float s[BK];
     float tmax = -INFINITY;
     for (int j = 0; j < BK; ++j) {
-      float dot = 0.0f;
-      for (int d = 0; d < D; ++d)
-        dot = fma(qr[d], kt[j * D + d], dot);
+      vf dv = 0.0f;
+      for (int c = 0; c < D / VEC; ++c)
+        dv = fma(qr[c], VLOAD(c, kt + j * D), dv);
+      float dot = hsum(dv);
 #ifdef SOFTCAP
       dot = softcap * tanh(dot / softcap);
 #endif
@@ -122,12 +159,12 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
       l += s[j];
     }
     m = mn;
-    for (int d = 0; d < DV; ++d)
-      acc[d] *= alpha;
+    for (int c = 0; c < DV / VEC; ++c)
+      acc[c] *= alpha;
 #endif
     for (int j = 0; j < BK; ++j)
-      for (int d = 0; d < DV; ++d)
-        acc[d] = fma(s[j], vt[j * DV + d], acc[d]);
+      for (int c = 0; c < DV / VEC; ++c)
+        acc[c] = fma((vf)s[j], VLOAD(c, vt + j * DV), acc[c]);
   }
 
   if (r_begin + lid >= rows) return;
@@ -140,13 +177,17 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
 #endif
 #ifdef SPLIT
   const long prow = (long)split * part_rows + ((long)qb * lq_dense + q0 + i) * q_heads + h;
-  for (int d = 0; d < DV; ++d)
-    part_out[prow * DV + d] = acc[d] * inv;
+  for (int c = 0; c < DV / VEC; ++c)
+    VSTORE(acc[c] * inv, c, part_out + prow * DV);
   part_lse[prow] = row_lse;
 #else
   global T *op = o + o_off + qb * o_s0 + (long)(q0 + i) * o_s1 + h * o_s2;
-  for (int d = 0; d < DV; ++d)
-    ST1(op + d * o_s3, acc[d] * inv);
+  for (int c = 0; c < DV / VEC; ++c) {
+    float tmp[VEC];
+    VSTORE(acc[c] * inv, 0, tmp);
+    for (int e = 0; e < VEC; ++e)
+      ST1(op + (c * VEC + e) * o_s3, tmp[e]);
+  }
   if (has_lse) lse[l_off + qb * l_s0 + h * l_s1 + (long)(q0 + i) * l_s2] = row_lse;
 #endif
 }

@@ -24,18 +24,18 @@ enum { ATTN_MAX_HEAD_DIM = 256 };
  * the key split aims for. */
 typedef struct attn_tuning {
   seqmix_device_kind kind;
-  int workgroup, block_keys, groups_per_unit;
+  int workgroup, block_keys, groups_per_unit, vector_width;
 } attn_tuning;
 
 static const attn_tuning tunings[] = {
     /* PoCL / llvmpipe: a work-group is one task of a worker thread; it
      * vectorises across work-items. */
-    {SEQMIX_DEVICE_SOFTWARE, 64, 32, 4},
-    {SEQMIX_DEVICE_CPU, 64, 32, 4},
-    {SEQMIX_DEVICE_DISCRETE_GPU, 64, 32, 4},
-    {SEQMIX_DEVICE_INTEGRATED_GPU, 64, 32, 4},
+    {SEQMIX_DEVICE_SOFTWARE, 64, 32, 4, 16},
+    {SEQMIX_DEVICE_CPU, 64, 32, 4, 16},
+    {SEQMIX_DEVICE_DISCRETE_GPU, 64, 32, 4, 4},
+    {SEQMIX_DEVICE_INTEGRATED_GPU, 64, 32, 4, 4},
 };
-static const attn_tuning default_tuning = {SEQMIX_DEVICE_ACCELERATOR, 64, 16, 2};
+static const attn_tuning default_tuning = {SEQMIX_DEVICE_ACCELERATOR, 64, 16, 2, 4};
 
 static const attn_tuning *pick_tuning(const sm_device *dev) {
   for (size_t i = 0; i < sizeof tunings / sizeof tunings[0]; ++i)
@@ -193,6 +193,13 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   if (wg > dev->caps.max_workgroup_size) wg = floor_pow2(dev->caps.max_workgroup_size);
   if (wg < 1) wg = 1;
   const size_t bk = block_keys(dev, D, Dv);
+  /* Vector width of a work-item's rows: the widest of 16, 8, 4, 2 dividing D
+   * and Dv within the tuned limit. */
+  int vec = tuning->vector_width;
+  while (vec > 1 && (D % vec || Dv % vec))
+    vec /= 2;
+  /* K and V rows contiguous: the tiles load VEC elements at a time. */
+  const bool contig = op->tensors[SM_ATTN_K].strides[3] == 1 && op->tensors[SM_ATTN_V].strides[3] == 1;
   const int64_t max_chunk = max_chunk_keys(dev, D, Dv, bk);
   /* A kernel may allow fewer work-items than asked (registers, private
    * memory): build again for what it allows. */
@@ -221,8 +228,9 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
       splits = div_up(d->max_k_len, chunk);
     }
     if (chunk < 1) chunk = 1;
-    snprintf(options, sizeof options, "-DACT=%s -DD=%d -DDV=%d -DBK=%d -DWG=%d%s%s%s%s",
-             seqmix_dtype_name(dt), (int)D, (int)Dv, (int)bk, (int)wg,
+    snprintf(options, sizeof options,
+             "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s", seqmix_dtype_name(dt),
+             (int)D, (int)Dv, vec, (int)bk, (int)wg, contig ? " -DCONTIG" : "",
              d->causal ? " -DCAUSAL" : "", d->sigmoid ? " -DSIGMOID" : "",
              d->softcap > 0 ? " -DSOFTCAP" : "", splits > 1 ? " -DSPLIT" : "");
     if ((st = sm_cl_kernel_get(dev, "attention.cl", options, "attn_fwd", &k))) return st;

@@ -309,6 +309,23 @@ START_TEST(attention_bad_arguments_name_the_argument) {
 }
 END_TEST
 
+START_TEST(attention_and_merge_run_on_the_device_not_the_fallback) {
+  seqmix_context *ctx = th_context(_i);
+  attn_case c = CASE(.B = 1, .Lq = 33, .Lk = 70, .Hq = 4, .Hk = 2, .D = 64, .Dv = 64, .causal = true,
+                     .with_lse = true);
+  check_attention(ctx, _i, c, 80);
+  c.Lq = 1, c.Lk = 3000; /* decode: split keys and the merge kernel */
+  check_attention(ctx, _i, c, 81);
+  c.dtype = SEQMIX_F16, c.Lq = 17, c.Lk = 17;
+  check_attention(ctx, _i, c, 82);
+  seqmix_context_stats stats;
+  th_ok(seqmix_context_stats_get(ctx, &stats));
+  ck_assert_msg(stats.ops_on_fallback == 0, "%s: %llu attention calls ran on the CPU fallback",
+                th_device_id(_i), (unsigned long long)stats.ops_on_fallback);
+  th_context_done(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("attention");
   TCase *tc = tcase_create("every device");
@@ -323,6 +340,7 @@ int main(void) {
   tcase_add_loop_test(tc, attention_long_sequence_does_not_overflow, 0, n);
   tcase_add_loop_test(tc, attention_merge_of_partials_equals_full_result, 0, n);
   tcase_add_loop_test(tc, attention_bad_arguments_name_the_argument, 0, n);
+  tcase_add_loop_test(tc, attention_and_merge_run_on_the_device_not_the_fallback, 0, n);
   suite_add_tcase(s, tc);
   return th_run_suite(s);
 }

@@ -9,6 +9,10 @@
 // acc = 0, m = -inf, l = 0 without reading the scratch; LAST writes
 // out = acc / l (zeros when l = 0) and lse = m + log(l) instead of the
 // accumulator. SIGMOID (key splits of sigmoid attention) adds the parts.
+// ALL_PARTS (key splits of attention): one dispatch folds all p.nparts f32
+// parts, which lie p.part_stride floats apart in binding 0 (out and lse
+// alike), straight into out and lse: m = max lse_i, l = sum exp(lse_i - m),
+// out = sum exp(lse_i - m) out_i / l. No accumulator, no dispatch per part.
 // Serves SM_OP_ATTENTION_MERGE (parts in out's dtype, any strides) and the
 // key splits of attention (parts f32 in the scratch buffer, PART_F32).
 // A row is LANES adjacent invocations stepping over its Dv columns; rows are
@@ -24,6 +28,7 @@ layout(constant_id = 4) const bool SIGMOID = false;
 layout(constant_id = 5) const bool PART_F32 = false;
 layout(constant_id = 6) const bool ACT_BF16 = false;
 layout(constant_id = 7) const bool HAS_LSE = false;
+layout(constant_id = 8) const bool ALL_PARTS = false;
 
 layout(std430, set = 0, binding = 0) readonly buffer PartBuffer { ACT_T po[]; };
 layout(std430, set = 0, binding = 0) readonly buffer PartF32 { float pof[]; };
@@ -39,9 +44,42 @@ layout(push_constant) uniform Params {
   int o_off, o_s0, o_s1, o_s2;
   int l_off, l_s0, l_s1, l_s2;
   int acc_off, ml_off; // in scr: acc [rows][dv], then (m, l) per row
+  int nparts, part_stride; // ALL_PARTS
 } p;
 
 #define NEG_INF uintBitsToFloat(0xff800000u)
+
+// Every part of one row at once (ALL_PARTS; parts f32). Each lane of the row
+// reads the row's lse values itself: no shared memory, no barrier.
+void merge_all_parts(int row, int col, int b, int t, int h) {
+  const int lse_at = p.pl_off + b * p.pl_s0 + h * p.pl_s1 + t * p.pl_s2;
+  const int part_row = p.po_off + b * p.po_s0 + t * p.po_s1 + h * p.po_s2;
+  float m = NEG_INF, l = 0.0;
+  if (!SIGMOID) {
+    for (int i = 0; i < p.nparts; ++i)
+      m = max(m, pl[lse_at + i * p.part_stride]);
+    if (m != NEG_INF)
+      for (int i = 0; i < p.nparts; ++i)
+        l += exp(pl[lse_at + i * p.part_stride] - m);
+  }
+  const int out_row = p.o_off + b * p.o_s0 + t * p.o_s1 + h * p.o_s2;
+  for (int c = col; c < p.dv; c += LANES) {
+    float a = 0.0;
+    for (int i = 0; i < p.nparts; ++i) {
+      const float x = pof[part_row + i * p.part_stride + c];
+      if (SIGMOID) {
+        a += x;
+      } else {
+        const float li = pl[lse_at + i * p.part_stride];
+        // A part that saw no key (lse = -inf) adds nothing, whatever it holds.
+        if (li != NEG_INF) a += exp(li - m) * x;
+      }
+    }
+    o[out_row + c] = ACT_STORE(SIGMOID ? a : (l > 0.0 ? a / l : 0.0), ACT_BF16);
+  }
+  if (HAS_LSE && !SIGMOID && col == 0)
+    lse[p.l_off + b * p.l_s0 + h * p.l_s1 + t * p.l_s2] = l > 0.0 ? m + log(l) : NEG_INF;
+}
 
 void main() {
   const int lane = int(gl_LocalInvocationID.x);
@@ -50,6 +88,10 @@ void main() {
   const int row = group * per_group + lane / LANES, col = lane % LANES;
   const bool live = row < p.rows;
   const int h = row % p.hq, t = (row / p.hq) % p.lq, b = row / (p.hq * p.lq);
+  if (ALL_PARTS) { // a specialization constant: the same branch for every invocation
+    if (live) merge_all_parts(row, col, b, t, h);
+    return;
+  }
 
   float m = NEG_INF, l = 0.0, f = 1.0, w = 1.0;
   if (live && !FIRST && !SIGMOID) {

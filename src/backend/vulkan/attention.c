@@ -5,9 +5,10 @@
  * Attention is one dispatch over (row block, k head x key split, sequence).
  * When there are too few row blocks to fill the device and the keys are many
  * (decode), the keys are split: each split writes an f32 partial output and
- * lse into the device's scratch buffer, and the merge shader folds the parts
- * into out and lse, one dispatch per part (the stream's barrier orders them).
- * SM_OP_ATTENTION_MERGE is the same merge over the caller's tensors.
+ * lse into the device's scratch buffer, and one dispatch of the merge shader
+ * folds all parts into out and lse. SM_OP_ATTENTION_MERGE is the same merge
+ * over the caller's tensors, one dispatch per part (each part has its own
+ * binding; the stream's barrier orders them).
  *
  * Tunables (rows per work-group, keys per block, work-group size) are
  * specialization constants; keys per block follow from the shared memory the
@@ -61,6 +62,7 @@ enum {
   MSPEC_PART_F32,
   MSPEC_ACT_BF16,
   MSPEC_HAS_LSE,
+  MSPEC_ALL_PARTS,
   MSPEC_COUNT
 };
 enum { MBIND_PART, MBIND_PART_LSE, MBIND_SCRATCH, MBIND_OUT, MBIND_LSE, MBIND_COUNT };
@@ -84,6 +86,7 @@ typedef struct merge_push {
   int32_t o_off, o_s0, o_s1, o_s2;
   int32_t l_off, l_s0, l_s1, l_s2;
   int32_t acc_off, ml_off;
+  int32_t nparts, part_stride; /* MSPEC_ALL_PARTS */
 } merge_push;
 
 _Static_assert(sizeof(attn_push) <= SM_VK_PUSH_BYTES, "attention push constants");
@@ -109,8 +112,10 @@ static bool strides_of(const sm_tensor_ref *t, int n, int32_t *out) {
   return true;
 }
 
-/* Groups the device should have in flight before key splits stop paying. */
+/* Groups the device should have in flight before key splits stop paying:
+ * 8 per compute unit where the driver tells their number, else by type. */
 static uint64_t target_groups(const sm_device *dev) {
+  if (dev->caps.compute_units > 0) return 8 * (uint64_t)dev->caps.compute_units;
   switch (dev->caps.props.deviceType) {
   case VK_PHYSICAL_DEVICE_TYPE_CPU: {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -266,7 +271,7 @@ typedef struct attn_plan {
   attn_push push;
   sm_vk_binding bind[BIND_COUNT];
   int64_t splits;
-  /* Key splits: parts in scratch, then the merge's accumulator. */
+  /* Key splits: the parts, f32, in the scratch buffer. */
   int64_t part_floats, out_floats; /* per part; its out section */
   merge_plan merge;
 } attn_plan;
@@ -366,7 +371,7 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
     if (!plan_merge(dev, out, lse, b1, lq1, hq, Dv, d->sigmoid, true, &plan->merge)) {
       splits = 1;
     } else {
-      uint64_t total = (uint64_t)(splits * plan->part_floats) + plan->merge.scratch_floats;
+      uint64_t total = (uint64_t)(splits * plan->part_floats);
       if (total * 4 > limits->maxStorageBufferRange || total > INT32_MAX) splits = 1;
     }
     if (splits == 1 && needed > 1) return false;
@@ -434,9 +439,8 @@ seqmix_status sm_vk_attention_launch(sm_device *dev, const sm_op *op) {
   seqmix_status st = SEQMIX_OK;
   const uint64_t parts_floats = (uint64_t)(plan.splits * plan.part_floats);
   if (plan.splits > 1) {
-    st = scratch_reserve(dev, (parts_floats + plan.merge.scratch_floats) * 4);
+    st = scratch_reserve(dev, parts_floats * 4);
     if (st) return st;
-    /* Parts first, then the merge accumulator (bound from its own aligned offset). */
     plan.bind[BIND_OUT] = (sm_vk_binding){dev->scratch, 0, parts_floats * 4};
     plan.bind[BIND_LSE] = plan.bind[BIND_OUT];
   }
@@ -445,20 +449,24 @@ seqmix_status sm_vk_attention_launch(sm_device *dev, const sm_op *op) {
   if (!st) st = sm_vk_dispatch(dev, pipeline, plan.bind, &plan.push, sizeof plan.push, plan.groups);
   if (st || plan.splits == 1) return st;
 
-  sm_vk_binding parts[MAX_SPLITS], lses[MAX_SPLITS];
-  merge_push pushes[MAX_SPLITS];
-  for (int64_t i = 0; i < plan.splits; ++i) {
-    parts[i] = lses[i] = (sm_vk_binding){dev->scratch, 0, parts_floats * 4};
-    merge_push *p = &pushes[i];
-    *p = plan.merge.push;
-    p->po_off = (int32_t)(i * plan.part_floats);
-    p->po_s0 = plan.push.o_s0, p->po_s1 = plan.push.o_s1, p->po_s2 = plan.push.o_s2;
-    p->pl_off = (int32_t)(i * plan.part_floats + plan.out_floats);
-    p->pl_s0 = plan.push.l_s0, p->pl_s1 = plan.push.l_s1, p->pl_s2 = plan.push.l_s2;
-    /* The accumulator follows the parts in the scratch buffer. */
-    p->acc_off += (int32_t)parts_floats;
-    p->ml_off += (int32_t)parts_floats;
-  }
-  plan.merge.scratch_floats += parts_floats;
-  return record_merge(dev, &plan.merge, (int)plan.splits, parts, lses, pushes);
+  /* One merge dispatch over every part: they lie part_floats apart in scratch. */
+  merge_plan *m = &plan.merge;
+  merge_push push = m->push;
+  push.po_off = 0, push.pl_off = (int32_t)plan.out_floats;
+  push.po_s0 = plan.push.o_s0, push.po_s1 = plan.push.o_s1, push.po_s2 = plan.push.o_s2;
+  push.pl_s0 = plan.push.l_s0, push.pl_s1 = plan.push.l_s1, push.pl_s2 = plan.push.l_s2;
+  push.nparts = (int32_t)plan.splits, push.part_stride = (int32_t)plan.part_floats;
+  m->spec[MSPEC_FIRST] = m->spec[MSPEC_LAST] = 1;
+  m->spec[MSPEC_ALL_PARTS] = 1;
+  st = sm_vk_pipeline_get(dev, m->module, m->spec, MSPEC_COUNT, MBIND_COUNT, &pipeline);
+  if (st) return st;
+  const sm_vk_binding parts = {dev->scratch, 0, parts_floats * 4};
+  const sm_vk_binding b[MBIND_COUNT] = {
+      [MBIND_PART] = parts,
+      [MBIND_PART_LSE] = parts,
+      [MBIND_SCRATCH] = {dev->dummy, 0, dev->dummy->bytes},
+      [MBIND_OUT] = m->out,
+      [MBIND_LSE] = m->lse,
+  };
+  return sm_vk_dispatch(dev, pipeline, b, &push, sizeof push, m->groups);
 }

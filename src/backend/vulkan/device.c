@@ -459,6 +459,7 @@ static seqmix_status read_device(VkPhysicalDevice physical, device_facts *f) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     info->compute_units = cores > 0 ? (uint32_t)cores : 1;
   }
+  caps->compute_units = (have_nv || have_amd) ? info->compute_units : 0;
   info->subgroup_size = caps->subgroup_size;
   info->max_workgroup_size = caps->props.limits.maxComputeWorkGroupInvocations;
   info->unified_memory = caps->unified;

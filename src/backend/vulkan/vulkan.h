@@ -63,6 +63,7 @@ typedef struct sm_vk_caps {
   VkPhysicalDeviceProperties props;
   VkPhysicalDeviceMemoryProperties memory;
   uint32_t subgroup_size;
+  uint32_t compute_units;      /* SMs / CUs where the driver says (NV, AMD extensions), else 0 */
   VkDeviceSize max_allocation; /* maxMemoryAllocationSize */
   bool storage16;              /* storageBuffer16BitAccess, enabled at open */
   bool unified;                /* buffers live in DEVICE_LOCAL|HOST_VISIBLE|HOST_COHERENT memory */

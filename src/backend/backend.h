@@ -169,4 +169,23 @@ float sm_f16_to_f32(uint16_t h);
 uint16_t sm_f32_to_bf16(float f);
 float sm_bf16_to_f32(uint16_t h);
 
+/* Integer helpers for tile and launch sizes. */
+static inline uint64_t sm_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
+
+/* The largest power of two <= v (1 for v = 0). */
+static inline uint64_t sm_floor_pow2(uint64_t v) {
+  uint64_t p = 1;
+  while (p * 2 <= v)
+    p *= 2;
+  return p;
+}
+
+/* The smallest power of two >= v. */
+static inline uint64_t sm_ceil_pow2(uint64_t v) {
+  uint64_t p = 1;
+  while (p < v)
+    p *= 2;
+  return p;
+}
+
 #endif /* SEQMIX_BACKEND_H */

@@ -43,22 +43,6 @@ static const attn_tuning *pick_tuning(const sm_device *dev) {
   return &default_tuning;
 }
 
-static size_t floor_pow2(size_t v) {
-  size_t p = 1;
-  while (p * 2 <= v)
-    p *= 2;
-  return p;
-}
-
-static size_t ceil_pow2(size_t v) {
-  size_t p = 1;
-  while (p < v)
-    p *= 2;
-  return p;
-}
-
-static int64_t div_up(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 static cl_ulong device_ulong(const sm_device *dev, cl_device_info what, cl_ulong fallback) {
   cl_ulong v = 0;
   if (clGetDeviceInfo(dev->device, what, sizeof v, &v, NULL) != CL_SUCCESS || v == 0) return fallback;
@@ -110,7 +94,7 @@ static bool within_loop_budget(const sm_device *dev, const sm_attention_desc *d)
   const int64_t chunk = max_chunk_keys(dev, d->head_dim, d->v_head_dim,
                                        block_keys(dev, d->head_dim, d->v_head_dim));
   if (chunk < 1) return false;
-  const int64_t splits = div_up(d->max_k_len, chunk);
+  const int64_t splits = sm_div_up(d->max_k_len, chunk);
   return splits * (d->v_head_dim + 3) + 64 <= budget;
 }
 
@@ -188,9 +172,9 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   if (total_q == 0) return SEQMIX_OK;
 
   /* Work-group: the tuned size, fewer for few rows; within the device limit. */
-  size_t wg = ceil_pow2((size_t)(d->max_q_len * group));
+  size_t wg = sm_ceil_pow2((size_t)(d->max_q_len * group));
   if (wg > (size_t)tuning->workgroup) wg = (size_t)tuning->workgroup;
-  if (wg > dev->caps.max_workgroup_size) wg = floor_pow2(dev->caps.max_workgroup_size);
+  if (wg > dev->caps.max_workgroup_size) wg = sm_floor_pow2(dev->caps.max_workgroup_size);
   if (wg < 1) wg = 1;
   const size_t bk = block_keys(dev, D, Dv);
   /* Vector width of a work-item's rows: the widest of 16, 8, 4, 2 dividing D
@@ -207,25 +191,25 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   char options[256];
   const sm_cl_kernel *k;
   for (;;) {
-    row_blocks = div_up(d->max_q_len * group, (int64_t)wg);
+    row_blocks = sm_div_up(d->max_q_len * group, (int64_t)wg);
     const int64_t groups = row_blocks * d->batch * d->k_heads;
     /* Key split: enough work-groups for every compute unit, chunks of >= 4 blocks. */
     const int64_t units = device_uint(dev, CL_DEVICE_MAX_COMPUTE_UNITS, 1);
     const int64_t target = units * tuning->groups_per_unit;
     splits = 1, chunk = d->max_k_len > 0 ? d->max_k_len : 1;
     if (groups < target && d->max_k_len >= 8 * (int64_t)bk) {
-      splits = div_up(target, groups);
+      splits = sm_div_up(target, groups);
       const int64_t max_splits = d->max_k_len / (4 * (int64_t)bk);
       if (splits > max_splits) splits = max_splits;
       if (splits > 1) {
-        chunk = div_up(div_up(d->max_k_len, splits), (int64_t)bk) * (int64_t)bk;
-        splits = div_up(d->max_k_len, chunk);
+        chunk = sm_div_up(sm_div_up(d->max_k_len, splits), (int64_t)bk) * (int64_t)bk;
+        splits = sm_div_up(d->max_k_len, chunk);
       }
       if (splits <= 1) splits = 1, chunk = d->max_k_len;
     }
     if (chunk > max_chunk) {
       chunk = max_chunk;
-      splits = div_up(d->max_k_len, chunk);
+      splits = sm_div_up(d->max_k_len, chunk);
     }
     if (chunk < 1) chunk = 1;
     snprintf(options, sizeof options,
@@ -237,7 +221,7 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
     if (wg <= k->max_workgroup_size) break;
     if (wg == 1)
       return sm_fail(SEQMIX_ERROR_BACKEND, "%s: attn_fwd allows no work-item", op->name);
-    wg = floor_pow2(k->max_workgroup_size < wg ? k->max_workgroup_size : wg / 2);
+    wg = sm_floor_pow2(k->max_workgroup_size < wg ? k->max_workgroup_size : wg / 2);
   }
 
   /* Sequence offsets and key counts, packed (the host copies are current). */
@@ -312,9 +296,9 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
       goto done;
     }
     size_t cwg = 64;
-    if (cwg > c->max_workgroup_size) cwg = floor_pow2(c->max_workgroup_size);
+    if (cwg > c->max_workgroup_size) cwg = sm_floor_pow2(c->max_workgroup_size);
     const size_t local[1] = {cwg};
-    const size_t global[1] = {(size_t)div_up(part_rows, (int64_t)cwg) * cwg};
+    const size_t global[1] = {(size_t)sm_div_up(part_rows, (int64_t)cwg) * cwg};
     st = sm_cl_enqueue(dev, c, 1, global, local);
   }
 done:
@@ -377,9 +361,9 @@ static seqmix_status merge_launch(sm_device *dev, const sm_op *op) {
   }
   {
     size_t wg = 64;
-    if (wg > k->max_workgroup_size) wg = floor_pow2(k->max_workgroup_size);
+    if (wg > k->max_workgroup_size) wg = sm_floor_pow2(k->max_workgroup_size);
     const size_t local[1] = {wg};
-    const size_t global[1] = {(size_t)div_up(rows, (int64_t)wg) * wg};
+    const size_t global[1] = {(size_t)sm_div_up(rows, (int64_t)wg) * wg};
     st = sm_cl_enqueue(dev, k, 1, global, local);
   }
 done:

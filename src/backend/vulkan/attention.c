@@ -92,14 +92,6 @@ typedef struct merge_push {
 _Static_assert(sizeof(attn_push) <= SM_VK_PUSH_BYTES, "attention push constants");
 _Static_assert(sizeof(merge_push) <= SM_VK_PUSH_BYTES, "merge push constants");
 
-static uint32_t floor_pow2(uint32_t v) {
-  uint32_t p = 1;
-  while (p * 2 <= v) p *= 2;
-  return p;
-}
-
-static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
-
 static bool fits_i32(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX; }
 
 /* Strides of dims 0..n-1 as push constants (0 for extent-1 dims). */
@@ -176,9 +168,9 @@ static bool plan_merge(const sm_device *dev, const sm_tensor_ref *out, const sm_
   if (wg > limits->maxComputeWorkGroupInvocations) wg = limits->maxComputeWorkGroupInvocations;
   if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
   uint32_t lanes = MERGE_LANES < wg ? MERGE_LANES : wg;
-  uint64_t groups = div_up((uint64_t)rows, wg / lanes);
+  uint64_t groups = sm_div_up((uint64_t)rows, wg / lanes);
   uint64_t gx = groups < limits->maxComputeWorkGroupCount[0] ? groups : limits->maxComputeWorkGroupCount[0];
-  uint64_t gy = div_up(groups, gx);
+  uint64_t gy = sm_div_up(groups, gx);
   if (gy > limits->maxComputeWorkGroupCount[1]) return false;
   plan->groups[0] = (uint32_t)(gx ? gx : 1), plan->groups[1] = (uint32_t)(gy ? gy : 1);
   plan->groups[2] = 1;
@@ -322,7 +314,7 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
    * key of a block; rows x columns per invocation at most MAX_ACC registers. */
   uint32_t wg_max = limits->maxComputeWorkGroupInvocations;
   if (wg_max > limits->maxComputeWorkGroupSize[0]) wg_max = limits->maxComputeWorkGroupSize[0];
-  wg_max = floor_pow2(wg_max);
+  wg_max = sm_floor_pow2(wg_max);
   int64_t want_rows = d->max_q_len * G;
   uint32_t rows = 1;
   while (rows < MAX_ROWS && rows < want_rows) rows *= 2;
@@ -335,26 +327,26 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
                              3 * rows) > shared)
       block /= 2;
     bool fits = 4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 3 * rows) <= shared;
-    if (fits && rows * div_up((uint64_t)Dv, block) <= MAX_ACC) break;
+    if (fits && rows * sm_div_up((uint64_t)Dv, block) <= MAX_ACC) break;
     if (rows == 1) return false;
     rows /= 2;
   }
   const uint32_t wg = block;
-  const uint64_t q_blocks = d->max_q_len * G > 0 ? div_up((uint64_t)(d->max_q_len * G), rows) : 1;
+  const uint64_t q_blocks = d->max_q_len * G > 0 ? sm_div_up((uint64_t)(d->max_q_len * G), rows) : 1;
   /* Key splits for few work-groups and many keys. */
   const uint64_t tasks = (uint64_t)d->batch * (uint64_t)d->k_heads * q_blocks;
   int64_t splits = 1;
   const uint64_t target = target_groups(dev);
   if (tasks < target && d->max_k_len >= 2 * MIN_KEYS_PER_SPLIT) {
-    int64_t want = (int64_t)div_up(target, tasks), most = d->max_k_len / MIN_KEYS_PER_SPLIT;
+    int64_t want = (int64_t)sm_div_up(target, tasks), most = d->max_k_len / MIN_KEYS_PER_SPLIT;
     splits = want < most ? want : most;
     if (splits > MAX_SPLITS) splits = MAX_SPLITS;
   }
-  const int64_t needed = (int64_t)div_up((uint64_t)d->max_k_len, MAX_GROUP_KEYS);
+  const int64_t needed = (int64_t)sm_div_up((uint64_t)d->max_k_len, MAX_GROUP_KEYS);
   if (splits < needed) splits = needed;
   if (splits > MAX_SPLITS) return false;
-  int64_t split_len = (int64_t)div_up((uint64_t)(d->max_k_len > 0 ? d->max_k_len : 1), splits);
-  split_len = (int64_t)div_up((uint64_t)split_len, block) * block;
+  int64_t split_len = (int64_t)sm_div_up((uint64_t)(d->max_k_len > 0 ? d->max_k_len : 1), splits);
+  split_len = (int64_t)sm_div_up((uint64_t)split_len, block) * block;
   if (split_len > INT32_MAX) return false;
   if (q_blocks > limits->maxComputeWorkGroupCount[0] ||
       (uint64_t)(d->k_heads * splits) > limits->maxComputeWorkGroupCount[1] ||
@@ -419,7 +411,7 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   spec[SPEC_OUT_F32] = splits > 1;
   spec[SPEC_ACT_BF16] = q->dtype == SEQMIX_BF16;
   spec[SPEC_SOFTCAP] = d->softcap > 0;
-  spec[SPEC_CPL] = (uint32_t)div_up((uint64_t)Dv, wg);
+  spec[SPEC_CPL] = (uint32_t)sm_div_up((uint64_t)Dv, wg);
   return true;
 }
 

@@ -81,15 +81,6 @@ typedef struct conv1d_plan {
   sm_vk_binding weight, bias;
 } conv1d_plan;
 
-static uint32_t floor_pow2(uint32_t v) {
-  uint32_t p = 1;
-  while (p * 2 <= v)
-    p *= 2;
-  return p;
-}
-
-static uint64_t div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
-
 /* A stride as a push constant: 0 for a dim of extent 1 (never stepped). */
 static bool stride_of(const sm_tensor_ref *t, int dim, int32_t *out) {
   int64_t s = t->shape[dim] == 1 ? 0 : t->strides[dim];
@@ -204,7 +195,7 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
   uint32_t wg = tuning->workgroup_size;
   if (wg > limits->maxComputeWorkGroupInvocations) wg = limits->maxComputeWorkGroupInvocations;
   if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
-  wg = floor_pow2(wg);
+  wg = sm_floor_pow2(wg);
   const uint32_t cpi = tuning->channels_per_invocation;
   /* W channels per load where every x and y row starts on a multiple of W.
    * Binding starts are aligned to a power of two, so the element offsets
@@ -214,7 +205,7 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
                        p->x_token_stride % width || y->offset % width ||
                        p->y_batch_stride % width || p->y_token_stride % width))
     width /= 2;
-  const uint64_t vectors = div_up((uint64_t)d->channels, (uint64_t)width);
+  const uint64_t vectors = sm_div_up((uint64_t)d->channels, (uint64_t)width);
   /* Few channels: spend the work-group's other lanes on tokens. */
   uint32_t channel_lanes = wg;
   while (channel_lanes > 1 && (uint64_t)(channel_lanes / 2) * cpi >= vectors)
@@ -223,11 +214,11 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
   /* A subgroup's lanes take adjacent vectors: whole cache lines per token. */
   const uint32_t step =
       dev->caps.subgroup_size < channel_lanes ? dev->caps.subgroup_size : channel_lanes;
-  const uint64_t channel_groups = div_up(vectors, (uint64_t)channel_lanes * cpi);
+  const uint64_t channel_groups = sm_div_up(vectors, (uint64_t)channel_lanes * cpi);
   if (channel_groups > limits->maxComputeWorkGroupCount[0]) return false;
   uint32_t tpi = tuning->tokens_per_invocation;
   while (tpi > 1 && (double)channel_groups * (double)d->batch *
-                            (double)div_up((uint64_t)d->tokens, (uint64_t)token_lanes * tpi) <
+                            (double)sm_div_up((uint64_t)d->tokens, (uint64_t)token_lanes * tpi) <
                         tuning->min_groups)
     tpi /= 2;
   plan->channel_groups = (uint32_t)channel_groups;
@@ -258,7 +249,7 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
     plan->state_spec[SPEC_VECTOR_WIDTH] = 1;
     plan->state_spec[SPEC_SILU] = 0;
     plan->state_spec[SPEC_PARAM_BF16] = 0;
-    uint64_t state_groups = div_up((uint64_t)d->channels, wg);
+    uint64_t state_groups = sm_div_up((uint64_t)d->channels, wg);
     if (state_groups > limits->maxComputeWorkGroupCount[0]) return false;
     plan->state_channel_groups = (uint32_t)state_groups;
   }
@@ -317,7 +308,7 @@ seqmix_status sm_vk_conv1d_launch(sm_device *dev, const sm_op *op) {
       int64_t tokens = d->tokens - t < plan.token_chunk ? d->tokens - t : plan.token_chunk;
       int64_t x_row = t < history ? 0 : t - history;
       uint32_t groups[3] = {plan.channel_groups,
-                            (uint32_t)div_up((uint64_t)tokens, plan.tokens_per_group),
+                            (uint32_t)sm_div_up((uint64_t)tokens, plan.tokens_per_group),
                             (uint32_t)batches};
       st = dispatch_piece(dev, op, &plan, outputs, b, batches, x_row, t, tokens, groups);
     }

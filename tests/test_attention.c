@@ -15,7 +15,7 @@ typedef struct attn_case {
   seqmix_dtype dtype;
   const int32_t *seqlens_q, *seqlens_k; /* varlen: B lengths each */
   const int32_t *used_k;                /* seqused_k: B values */
-  bool packed_qkv;                       /* q, k, v as views of one [B, L, Hq+2Hk, D] buffer */
+  bool packed_qkv;                      /* q, k, v as views of one [B, L, Hq+2Hk, D] buffer */
 } attn_case;
 
 static void check_attention(seqmix_context *ctx, int device, attn_case c, uint64_t salt) {
@@ -73,32 +73,38 @@ static void check_attention(seqmix_context *ctx, int device, attn_case c, uint64
     th_ok(seqmix_tensor_create(ctx, SEQMIX_I32, 1, us, &tu));
     th_ok(seqmix_tensor_write(tu, c.used_k, (size_t)c.B * 4));
   }
-  seqmix_attention_params p = {.scale = c.scale, .causal = c.causal, .window = c.window,
+  seqmix_attention_params p = {.scale = c.scale,
+                               .causal = c.causal,
+                               .window = c.window,
                                .softcap = c.softcap,
                                .score = c.sigmoid ? SEQMIX_SCORE_SIGMOID : SEQMIX_SCORE_SOFTMAX,
                                .sigmoid_bias = c.sigmoid ? -1.5f : 0.0f,
-                               .cu_seqlens_q = tcq, .cu_seqlens_k = tck, .seqused_k = tu};
+                               .cu_seqlens_q = tcq,
+                               .cu_seqlens_k = tck,
+                               .seqused_k = tu};
   th_ok(seqmix_attention(ctx, tq, tk, tv, to, tl, &p));
 
   double *rq = th_to_double(q, nq), *rk = th_to_double(k, nk), *rv = th_to_double(v, nv);
   double *ro = malloc(no * 8), *rl = malloc((nl ? nl : 1) * 8);
-  seqmix_reference_attention_shape shape = {varlen ? c.B : B, Lq, Lk, c.Hq, c.Hk, c.D, c.Dv,
-                                            varlen ? cu_q : NULL, varlen ? cu_k : NULL, c.used_k};
+  seqmix_reference_attention_shape shape = {
+      varlen ? c.B : B,     Lq,      Lk, c.Hq, c.Hk, c.D, c.Dv, varlen ? cu_q : NULL,
+      varlen ? cu_k : NULL, c.used_k};
   th_ok(seqmix_reference_attention(&shape, rq, rk, rv, ro, rl, &p));
   float *o = th_read(to);
   double err = th_rel_l2(o, ro, no), tol = th_tolerance(c.dtype);
-  ck_assert_msg(err <= tol,
-                "%s: out rel err %.3g > %.1g (B%lld Lq%lld Lk%lld Hq%lld Hk%lld D%lld Dv%lld causal%d "
-                "window%d softcap%g sigmoid%d varlen%d %s, seed %llu)",
-                th_device_id(device), err, tol, (long long)c.B, (long long)c.Lq, (long long)c.Lk,
-                (long long)c.Hq, (long long)c.Hk, (long long)c.D, (long long)c.Dv, c.causal,
-                c.window, c.softcap, c.sigmoid, varlen, seqmix_dtype_name(c.dtype),
-                (unsigned long long)th_seed());
+  ck_assert_msg(
+      err <= tol,
+      "%s: out rel err %.3g > %.1g (B%lld Lq%lld Lk%lld Hq%lld Hk%lld D%lld Dv%lld causal%d "
+      "window%d softcap%g sigmoid%d varlen%d %s, seed %llu)",
+      th_device_id(device), err, tol, (long long)c.B, (long long)c.Lq, (long long)c.Lk,
+      (long long)c.Hq, (long long)c.Hk, (long long)c.D, (long long)c.Dv, c.causal, c.window,
+      c.softcap, c.sigmoid, varlen, seqmix_dtype_name(c.dtype), (unsigned long long)th_seed());
   if (tl) {
     float *l = th_read(tl);
     for (size_t i = 0; i < nl; ++i) {
       bool both_inf = isinf(rl[i]) && isinf(l[i]) && l[i] < 0;
-      ck_assert_msg(both_inf || fabs(l[i] - rl[i]) <= 1e-4 * (1 + fabs(rl[i])) * (c.dtype == SEQMIX_F32 ? 1 : 30),
+      ck_assert_msg(both_inf || fabs(l[i] - rl[i]) <=
+                                    1e-4 * (1 + fabs(rl[i])) * (c.dtype == SEQMIX_F32 ? 1 : 30),
                     "%s: lse[%zu] = %g, reference %g (seed %llu)", th_device_id(device), i, l[i],
                     rl[i], (unsigned long long)th_seed());
     }
@@ -106,7 +112,8 @@ static void check_attention(seqmix_context *ctx, int device, attn_case c, uint64
   }
   free(o), free(rq), free(rk), free(rv), free(ro), free(rl), free(q), free(k), free(v);
   seqmix_tensor *all[] = {tq, tk, tv, to, tl, tcq, tck, tu, packed};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i) seqmix_tensor_destroy(all[i]);
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; ++i)
+    seqmix_tensor_destroy(all[i]);
 }
 
 #define CASE(...) ((attn_case){__VA_ARGS__, .dtype = SEQMIX_F32})
@@ -150,7 +157,8 @@ END_TEST
 START_TEST(attention_gqa_ratios_and_head_dims) {
   seqmix_context *ctx = th_context(_i);
   static const int64_t ratios[][2] = {{1, 1}, {2, 1}, {4, 1}, {8, 2}, {32, 4}};
-  static const int64_t dims[][2] = {{32, 32}, {64, 64}, {80, 80}, {96, 96}, {128, 128}, {256, 256}, {64, 32}, {40, 72}};
+  static const int64_t dims[][2] = {{32, 32},   {64, 64},   {80, 80}, {96, 96},
+                                    {128, 128}, {256, 256}, {64, 32}, {40, 72}};
   for (int r = 0; r < 5; ++r) {
     attn_case c = CASE(.B = 1, .Lq = 9, .Lk = 33, .Hq = ratios[r][0], .Hk = ratios[r][1], .D = 64,
                        .Dv = 64, .causal = true, .with_lse = true);
@@ -174,7 +182,8 @@ START_TEST(attention_window_softcap_scale_and_sigmoid) {
   check_attention(ctx, _i, c, 31);
   c.window = 0;
   check_attention(ctx, _i, c, 32);
-  attn_case s = CASE(.B = 2, .Lq = 31, .Lk = 70, .Hq = 2, .Hk = 1, .D = 32, .Dv = 48, .sigmoid = true);
+  attn_case s =
+      CASE(.B = 2, .Lq = 31, .Lk = 70, .Hq = 2, .Hk = 1, .D = 32, .Dv = 48, .sigmoid = true);
   check_attention(ctx, _i, s, 33);
   s.causal = true, s.window = 9, s.softcap = 2.0f;
   check_attention(ctx, _i, s, 34);
@@ -199,8 +208,8 @@ END_TEST
 
 START_TEST(attention_packed_qkv_views_and_low_precision) {
   seqmix_context *ctx = th_context(_i);
-  attn_case c = CASE(.B = 2, .Lq = 37, .Lk = 37, .Hq = 4, .Hk = 2, .D = 64, .Dv = 64, .causal = true,
-                     .with_lse = true, .packed_qkv = true);
+  attn_case c = CASE(.B = 2, .Lq = 37, .Lk = 37, .Hq = 4, .Hk = 2, .D = 64, .Dv = 64,
+                     .causal = true, .with_lse = true, .packed_qkv = true);
   check_attention(ctx, _i, c, 50);
   c.dtype = SEQMIX_F16;
   check_attention(ctx, _i, c, 51);
@@ -229,14 +238,17 @@ START_TEST(attention_merge_of_partials_equals_full_result) {
   seqmix_context *ctx = th_context(_i);
   const int64_t B = 2, Lq = 3, Lk = 90, H = 4, D = 32;
   th_rng rng = th_rng_make(70);
-  float *q = malloc(B * Lq * H * D * 4), *k = malloc(B * Lk * H * D * 4), *v = malloc(B * Lk * H * D * 4);
+  float *q = malloc(B * Lq * H * D * 4), *k = malloc(B * Lk * H * D * 4),
+        *v = malloc(B * Lk * H * D * 4);
   th_fill(&rng, q, B * Lq * H * D, -1, 1);
   th_fill(&rng, k, B * Lk * H * D, -1, 1);
   th_fill(&rng, v, B * Lk * H * D, -1, 1);
   const int64_t qs[] = {B, Lq, H, D}, ks[] = {B, Lk, H, D}, ls[] = {B, H, Lq};
-  seqmix_tensor *tq = th_tensor(ctx, SEQMIX_F32, 4, qs, q), *tk = th_tensor(ctx, SEQMIX_F32, 4, ks, k);
+  seqmix_tensor *tq = th_tensor(ctx, SEQMIX_F32, 4, qs, q),
+                *tk = th_tensor(ctx, SEQMIX_F32, 4, ks, k);
   seqmix_tensor *tv = th_tensor(ctx, SEQMIX_F32, 4, ks, v);
-  seqmix_tensor *full = th_tensor(ctx, SEQMIX_F32, 4, qs, NULL), *full_lse = th_tensor(ctx, SEQMIX_F32, 3, ls, NULL);
+  seqmix_tensor *full = th_tensor(ctx, SEQMIX_F32, 4, qs, NULL),
+                *full_lse = th_tensor(ctx, SEQMIX_F32, 3, ls, NULL);
   th_ok(seqmix_attention(ctx, tq, tk, tv, full, full_lse, NULL));
   float *want = th_read(full), *want_lse = th_read(full_lse);
   for (int n = 2; n <= 4; ++n) {
@@ -250,15 +262,17 @@ START_TEST(attention_merge_of_partials_equals_full_result) {
       lses[i] = th_tensor(ctx, SEQMIX_F32, 3, ls, NULL);
       th_ok(seqmix_attention(ctx, tq, kv[2 * i], kv[2 * i + 1], outs[i], lses[i], NULL));
     }
-    seqmix_tensor *merged = th_tensor(ctx, SEQMIX_F32, 4, qs, NULL), *merged_lse = th_tensor(ctx, SEQMIX_F32, 3, ls, NULL);
+    seqmix_tensor *merged = th_tensor(ctx, SEQMIX_F32, 4, qs, NULL),
+                  *merged_lse = th_tensor(ctx, SEQMIX_F32, 3, ls, NULL);
     th_ok(seqmix_attention_merge(ctx, n, (const seqmix_tensor *const *)outs,
                                  (const seqmix_tensor *const *)lses, merged, merged_lse));
     float *got = th_read(merged), *got_lse = th_read(merged_lse);
-    double *ref = th_to_double(want, (size_t)(B * Lq * H * D)), *ref_lse = th_to_double(want_lse, (size_t)(B * H * Lq));
+    double *ref = th_to_double(want, (size_t)(B * Lq * H * D)),
+           *ref_lse = th_to_double(want_lse, (size_t)(B * H * Lq));
     ck_assert_msg(th_rel_l2(got, ref, (size_t)(B * Lq * H * D)) <= 1e-5, "%s: merge of %d differs",
                   th_device_id(_i), n);
-    ck_assert_msg(th_rel_l2(got_lse, ref_lse, (size_t)(B * H * Lq)) <= 1e-5, "%s: merged lse of %d differs",
-                  th_device_id(_i), n);
+    ck_assert_msg(th_rel_l2(got_lse, ref_lse, (size_t)(B * H * Lq)) <= 1e-5,
+                  "%s: merged lse of %d differs", th_device_id(_i), n);
     free(got), free(got_lse), free(ref), free(ref_lse);
     for (int i = 0; i < n; ++i) {
       seqmix_tensor_destroy(outs[i]), seqmix_tensor_destroy(lses[i]);
@@ -274,8 +288,10 @@ END_TEST
 START_TEST(attention_bad_arguments_name_the_argument) {
   seqmix_context *ctx = th_context(_i);
   const int64_t qs[] = {1, 4, 6, 8}, ks[] = {1, 5, 4, 8}, os[] = {1, 4, 6, 8}, ls[] = {1, 6, 4};
-  seqmix_tensor *q = th_tensor(ctx, SEQMIX_F32, 4, qs, NULL), *k = th_tensor(ctx, SEQMIX_F32, 4, ks, NULL);
-  seqmix_tensor *v = th_tensor(ctx, SEQMIX_F32, 4, ks, NULL), *o = th_tensor(ctx, SEQMIX_F32, 4, os, NULL);
+  seqmix_tensor *q = th_tensor(ctx, SEQMIX_F32, 4, qs, NULL),
+                *k = th_tensor(ctx, SEQMIX_F32, 4, ks, NULL);
+  seqmix_tensor *v = th_tensor(ctx, SEQMIX_F32, 4, ks, NULL),
+                *o = th_tensor(ctx, SEQMIX_F32, 4, os, NULL);
   seqmix_tensor *l = th_tensor(ctx, SEQMIX_F32, 3, ls, NULL);
   const seqmix_status INVALID = SEQMIX_ERROR_INVALID_ARGUMENT;
   th_fails(seqmix_attention(ctx, q, k, v, o, NULL, NULL), INVALID,
@@ -283,7 +299,8 @@ START_TEST(attention_bad_arguments_name_the_argument) {
   th_fails(seqmix_attention(ctx, NULL, k, v, o, NULL, NULL), INVALID, "q is NULL");
   seqmix_attention_params p = {.window = 4};
   const int64_t ks2[] = {1, 5, 3, 8};
-  seqmix_tensor *k3 = th_tensor(ctx, SEQMIX_F32, 4, ks2, NULL), *v3 = th_tensor(ctx, SEQMIX_F32, 4, ks2, NULL);
+  seqmix_tensor *k3 = th_tensor(ctx, SEQMIX_F32, 4, ks2, NULL),
+                *v3 = th_tensor(ctx, SEQMIX_F32, 4, ks2, NULL);
   th_fails(seqmix_attention(ctx, q, k3, v3, o, NULL, &p), INVALID, "window");
   p = (seqmix_attention_params){.score = SEQMIX_SCORE_SIGMOID};
   th_fails(seqmix_attention(ctx, q, k3, v3, o, l, &p), INVALID, "lse exists for softmax only");
@@ -303,16 +320,16 @@ START_TEST(attention_bad_arguments_name_the_argument) {
   th_fails(seqmix_attention(ctx, q, k3, v3, o, NULL, &p), INVALID, "go together");
   const seqmix_tensor *parts[] = {o};
   th_fails(seqmix_attention_merge(ctx, 0, parts, parts, o, NULL), INVALID, "n is 0");
-  th_fails(seqmix_attention_merge(ctx, 1, parts, (const seqmix_tensor *const *)&l, o, NULL), INVALID,
-           "out overlaps outs[0]");
+  th_fails(seqmix_attention_merge(ctx, 1, parts, (const seqmix_tensor *const *)&l, o, NULL),
+           INVALID, "out overlaps outs[0]");
   th_context_done(ctx);
 }
 END_TEST
 
 START_TEST(attention_and_merge_run_on_the_device_not_the_fallback) {
   seqmix_context *ctx = th_context(_i);
-  attn_case c = CASE(.B = 1, .Lq = 33, .Lk = 70, .Hq = 4, .Hk = 2, .D = 64, .Dv = 64, .causal = true,
-                     .with_lse = true);
+  attn_case c = CASE(.B = 1, .Lq = 33, .Lk = 70, .Hq = 4, .Hk = 2, .D = 64, .Dv = 64,
+                     .causal = true, .with_lse = true);
   check_attention(ctx, _i, c, 80);
   c.Lq = 1, c.Lk = 3000; /* decode: split keys and the merge kernel */
   check_attention(ctx, _i, c, 81);

@@ -64,8 +64,14 @@ typedef struct sm_conv1d_desc {
 
 /* Tensor slots of SM_OP_ATTENTION. lse, the cu_seqlens and seqused_k may be absent. */
 enum {
-  SM_ATTN_Q, SM_ATTN_K, SM_ATTN_V, SM_ATTN_OUT, SM_ATTN_LSE,
-  SM_ATTN_CU_Q, SM_ATTN_CU_K, SM_ATTN_SEQUSED_K,
+  SM_ATTN_Q,
+  SM_ATTN_K,
+  SM_ATTN_V,
+  SM_ATTN_OUT,
+  SM_ATTN_LSE,
+  SM_ATTN_CU_Q,
+  SM_ATTN_CU_K,
+  SM_ATTN_SEQUSED_K,
 };
 
 /* Attention. Dense: q [B, Lq, Hq, D], k [B, Lk, Hk, D], v [B, Lk, Hk, Dv],

@@ -45,13 +45,15 @@ static const attn_tuning *pick_tuning(const sm_device *dev) {
 
 static cl_ulong device_ulong(const sm_device *dev, cl_device_info what, cl_ulong fallback) {
   cl_ulong v = 0;
-  if (clGetDeviceInfo(dev->device, what, sizeof v, &v, NULL) != CL_SUCCESS || v == 0) return fallback;
+  if (clGetDeviceInfo(dev->device, what, sizeof v, &v, NULL) != CL_SUCCESS || v == 0)
+    return fallback;
   return v;
 }
 
 static cl_uint device_uint(const sm_device *dev, cl_device_info what, cl_uint fallback) {
   cl_uint v = 0;
-  if (clGetDeviceInfo(dev->device, what, sizeof v, &v, NULL) != CL_SUCCESS || v == 0) return fallback;
+  if (clGetDeviceInfo(dev->device, what, sizeof v, &v, NULL) != CL_SUCCESS || v == 0)
+    return fallback;
   return v;
 }
 
@@ -91,8 +93,8 @@ static int64_t max_chunk_keys(const sm_device *dev, int64_t D, int64_t Dv, size_
 static bool within_loop_budget(const sm_device *dev, const sm_attention_desc *d) {
   const int64_t budget = loop_budget(dev);
   if (!budget) return true;
-  const int64_t chunk = max_chunk_keys(dev, d->head_dim, d->v_head_dim,
-                                       block_keys(dev, d->head_dim, d->v_head_dim));
+  const int64_t chunk =
+      max_chunk_keys(dev, d->head_dim, d->v_head_dim, block_keys(dev, d->head_dim, d->v_head_dim));
   if (chunk < 1) return false;
   const int64_t splits = sm_div_up(d->max_k_len, chunk);
   return splits * (d->v_head_dim + 3) + 64 <= budget;
@@ -123,8 +125,7 @@ bool sm_cl_attention_supports(sm_device *dev, const sm_op *op) {
         !act_dtype(op->tensors[SM_MERGE_FIRST_PART].dtype))
       return false;
     for (int p = 1; p < d->parts; ++p)
-      if (op->tensors[SM_MERGE_FIRST_PART + 2 * p].dtype !=
-          op->tensors[SM_MERGE_FIRST_PART].dtype)
+      if (op->tensors[SM_MERGE_FIRST_PART + 2 * p].dtype != op->tensors[SM_MERGE_FIRST_PART].dtype)
         return false;
     if (d->q_tokens > INT32_MAX || d->q_heads > INT32_MAX || d->v_head_dim > INT32_MAX)
       return false;
@@ -183,7 +184,8 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   while (vec > 1 && (D % vec || Dv % vec))
     vec /= 2;
   /* K and V rows contiguous: the tiles load VEC elements at a time. */
-  const bool contig = op->tensors[SM_ATTN_K].strides[3] == 1 && op->tensors[SM_ATTN_V].strides[3] == 1;
+  const bool contig =
+      op->tensors[SM_ATTN_K].strides[3] == 1 && op->tensors[SM_ATTN_V].strides[3] == 1;
   const int64_t max_chunk = max_chunk_keys(dev, D, Dv, bk);
   /* A kernel may allow fewer work-items than asked (registers, private
    * memory): build again for what it allows. */
@@ -212,15 +214,14 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
       splits = sm_div_up(d->max_k_len, chunk);
     }
     if (chunk < 1) chunk = 1;
-    snprintf(options, sizeof options,
-             "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s", seqmix_dtype_name(dt),
-             (int)D, (int)Dv, vec, (int)bk, (int)wg, contig ? " -DCONTIG" : "",
-             d->causal ? " -DCAUSAL" : "", d->sigmoid ? " -DSIGMOID" : "",
-             d->softcap > 0 ? " -DSOFTCAP" : "", splits > 1 ? " -DSPLIT" : "");
+    snprintf(options, sizeof options, "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s",
+             seqmix_dtype_name(dt), (int)D, (int)Dv, vec, (int)bk, (int)wg,
+             contig ? " -DCONTIG" : "", d->causal ? " -DCAUSAL" : "",
+             d->sigmoid ? " -DSIGMOID" : "", d->softcap > 0 ? " -DSOFTCAP" : "",
+             splits > 1 ? " -DSPLIT" : "");
     if ((st = sm_cl_kernel_get(dev, "attention.cl", options, "attn_fwd", &k))) return st;
     if (wg <= k->max_workgroup_size) break;
-    if (wg == 1)
-      return sm_fail(SEQMIX_ERROR_BACKEND, "%s: attn_fwd allows no work-item", op->name);
+    if (wg == 1) return sm_fail(SEQMIX_ERROR_BACKEND, "%s: attn_fwd allows no work-item", op->name);
     wg = sm_floor_pow2(k->max_workgroup_size < wg ? k->max_workgroup_size : wg / 2);
   }
 

@@ -123,7 +123,8 @@ static uint64_t target_groups(const sm_device *dev) {
 static seqmix_status scratch_reserve(sm_device *dev, uint64_t bytes) {
   if (dev->scratch && dev->scratch->bytes >= bytes) return SEQMIX_OK;
   uint64_t size = 1 << 20;
-  while (size < bytes) size *= 2;
+  while (size < bytes)
+    size *= 2;
   if (size > dev->caps.max_allocation) size = bytes;
   if (dev->scratch) {
     sm_vk_free(dev, dev->scratch); /* syncs first when the stream may use it */
@@ -169,7 +170,8 @@ static bool plan_merge(const sm_device *dev, const sm_tensor_ref *out, const sm_
   if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
   uint32_t lanes = MERGE_LANES < wg ? MERGE_LANES : wg;
   uint64_t groups = sm_div_up((uint64_t)rows, wg / lanes);
-  uint64_t gx = groups < limits->maxComputeWorkGroupCount[0] ? groups : limits->maxComputeWorkGroupCount[0];
+  uint64_t gx =
+      groups < limits->maxComputeWorkGroupCount[0] ? groups : limits->maxComputeWorkGroupCount[0];
   uint64_t gy = sm_div_up(groups, gx);
   if (gy > limits->maxComputeWorkGroupCount[1]) return false;
   plan->groups[0] = (uint32_t)(gx ? gx : 1), plan->groups[1] = (uint32_t)(gy ? gy : 1);
@@ -317,22 +319,25 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   wg_max = sm_floor_pow2(wg_max);
   int64_t want_rows = d->max_q_len * G;
   uint32_t rows = 1;
-  while (rows < MAX_ROWS && rows < want_rows) rows *= 2;
+  while (rows < MAX_ROWS && rows < want_rows)
+    rows *= 2;
   const uint64_t shared = limits->maxComputeSharedMemorySize;
   const int64_t kvw = D > Dv ? D : Dv;
   uint32_t block = 0;
   for (;;) {
     block = MAX_BLOCK < wg_max ? MAX_BLOCK : wg_max;
-    while (block > 8 && 4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block +
-                             3 * rows) > shared)
+    while (block > 8 &&
+           4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 3 * rows) > shared)
       block /= 2;
-    bool fits = 4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 3 * rows) <= shared;
+    bool fits =
+        4 * ((uint64_t)rows * D + block * kvw + (uint64_t)rows * block + 3 * rows) <= shared;
     if (fits && rows * sm_div_up((uint64_t)Dv, block) <= MAX_ACC) break;
     if (rows == 1) return false;
     rows /= 2;
   }
   const uint32_t wg = block;
-  const uint64_t q_blocks = d->max_q_len * G > 0 ? sm_div_up((uint64_t)(d->max_q_len * G), rows) : 1;
+  const uint64_t q_blocks =
+      d->max_q_len * G > 0 ? sm_div_up((uint64_t)(d->max_q_len * G), rows) : 1;
   /* Key splits for few work-groups and many keys. */
   const uint64_t tasks = (uint64_t)d->batch * (uint64_t)d->k_heads * q_blocks;
   int64_t splits = 1;

@@ -42,6 +42,7 @@ static inline float hsum16(float16 x) { return hsum8(x.s01234567 + x.s89abcdef);
 #define hsum SM_CAT(hsum, VEC)
 #endif
 
+#ifndef KEYPAR
 __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void
 attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3,
          const global T *k, long k_off, long k_s0, long k_s1, long k_s2, long k_s3,
@@ -191,6 +192,171 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
   if (has_lse) lse[l_off + qb * l_s0 + h * l_s1 + (long)(q0 + i) * l_s2] = row_lse;
 #endif
 }
+
+#else /* KEYPAR */
+
+/* Key-parallel attn_fwd for few rows a (sequence, k head), decode above all,
+ * on GPUs: a work-group of WG work-items owns R rows (R a power of two, at
+ * most 16). For each block of WG keys, work-item j scores key j against all R
+ * rows (q rows in local memory, the K row read once), a tree reduction in
+ * local memory gives each row's block maximum, the key's owner turns its
+ * scores into weights, and for the P.V product work-item c owns output columns
+ * c, c + WG, ... so a V row is read by adjacent work-items. Same arguments,
+ * masks and outputs as the row-parallel attn_fwd. */
+#define CPI ((DV + WG - 1) / WG)
+__attribute__((reqd_work_group_size(WG, 1, 1))) kernel void
+attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3,
+         const global T *k, long k_off, long k_s0, long k_s1, long k_s2, long k_s3,
+         const global T *v, long v_off, long v_s0, long v_s1, long v_s2, long v_s3,
+         global T *o, long o_off, long o_s0, long o_s1, long o_s2, long o_s3,
+         global float *lse, long l_off, long l_s0, long l_s1, long l_s2, int has_lse,
+         const global int *idx, int varlen, int has_used, int lq_dense, int lk_dense, int q_heads, int group, float scale,
+         float softcap, float sigmoid_bias, int window, int chunk, global float *part_out,
+         global float *part_lse, long part_rows) {
+  local float qs[R * D];
+  local float ps[R * WG]; /* scores, then weights */
+  local float red[R * WG]; /* the row maxima's tree */
+  const int lid = get_local_id(0);
+  const int hk = get_group_id(1) % (q_heads / group);
+  const int b = get_group_id(1) / (q_heads / group);
+  const int split = get_group_id(2);
+  const int n = get_num_groups(1) / (q_heads / group);
+  const global int *cu_q = idx, *cu_k = idx + n + 1, *used = idx + 2 * n + 2;
+  const int qb = varlen ? 0 : b;
+  const int q0 = varlen ? cu_q[b] : 0, k0 = varlen ? cu_k[b] : 0;
+  const int lq = varlen ? cu_q[b + 1] - q0 : lq_dense;
+  int lk = varlen ? cu_k[b + 1] - k0 : lk_dense;
+  if (has_used) lk = used[b];
+  const int rows = lq * group;
+  const int r_begin = get_group_id(0) * R;
+  if (r_begin >= rows) return; /* the whole work-group */
+  const int r_last = min(r_begin + R, rows) - 1;
+  const int shift = lk - lq;
+
+  int blo = split * chunk, bhi = min(lk, blo + chunk) - 1;
+#ifdef CAUSAL
+  bhi = min(bhi, r_last / group + shift);
+  if (window > 0) blo = max(blo, r_begin / group + shift - window + 1);
+#endif
+  blo = max(blo, 0);
+
+  /* q rows, scaled (rows past the last repeat it); each row's keys. */
+  for (int e = lid; e < R * D; e += WG) {
+    const int row = min(r_begin + e / D, rows - 1);
+    const int i = row / group, h = hk * group + row % group;
+    qs[e] = LD1(q + q_off + qb * q_s0 + (long)(q0 + i) * q_s1 + h * q_s2 + (e % D) * q_s3) * scale;
+  }
+  int lo[R], hi[R];
+  float m[R], l[R], acc[R][CPI];
+  for (int r = 0; r < R; ++r) {
+    const int i = min(r_begin + r, rows - 1) / group;
+    lo[r] = 0, hi[r] = lk - 1;
+#ifdef CAUSAL
+    hi[r] = min(hi[r], i + shift);
+    if (window > 0) lo[r] = max(lo[r], i + shift - window + 1);
+#endif
+    m[r] = -INFINITY, l[r] = 0.0f;
+    for (int c = 0; c < CPI; ++c)
+      acc[r][c] = 0.0f;
+  }
+
+  const global T *kbase = k + k_off + qb * k_s0 + (long)k0 * k_s1 + hk * k_s2;
+  const global T *vbase = v + v_off + qb * v_s0 + (long)k0 * v_s1 + hk * v_s2;
+  const int nblocks = bhi >= blo ? (bhi - blo) / WG + 1 : 0;
+  for (int blk = 0; blk < nblocks; ++blk) {
+    const int j0 = blo + blk * WG, key = j0 + lid;
+    /* q is staged; the last block's weights and maxima are read. */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float dot[R];
+    for (int r = 0; r < R; ++r)
+      dot[r] = 0.0f;
+    if (key <= bhi) {
+      const global T *kp = kbase + (long)key * k_s1;
+#ifdef CONTIG
+      for (int c = 0; c < D / VEC; ++c) {
+        const vf kv = SM_LOAD(ACT, VEC)(kp + c * VEC);
+        for (int r = 0; r < R; ++r)
+          dot[r] += hsum(VLOAD(c, qs + r * D) * kv);
+      }
+#else
+      for (int d = 0; d < D; ++d) {
+        const float kv = LD1(kp + d * k_s3);
+        for (int r = 0; r < R; ++r)
+          dot[r] = fma(qs[r * D + d], kv, dot[r]);
+      }
+#endif
+    }
+    for (int r = 0; r < R; ++r) {
+      float x = dot[r];
+#ifdef SOFTCAP
+      x = softcap * tanh(x / softcap);
+#endif
+      const bool ok = key >= lo[r] && key <= hi[r] && key <= bhi;
+#ifdef SIGMOID
+      ps[r * WG + lid] = ok ? 1.0f / (1.0f + exp(-(x + sigmoid_bias))) : 0.0f;
+#else
+      ps[r * WG + lid] = red[r * WG + lid] = ok ? x : -INFINITY;
+#endif
+    }
+#ifndef SIGMOID
+    for (int st = WG / 2; st > 0; st >>= 1) {
+      barrier(CLK_LOCAL_MEM_FENCE);
+      if (lid < st)
+        for (int r = 0; r < R; ++r)
+          red[r * WG + lid] = fmax(red[r * WG + lid], red[r * WG + lid + st]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int r = 0; r < R; ++r) {
+      const float mn = fmax(m[r], red[r * WG]);
+      const float base = mn == -INFINITY ? 0.0f : mn;
+      /* Masked keys and the first block: weights of exactly 0. */
+      const float alpha = m[r] == -INFINITY ? 0.0f : exp(m[r] - base);
+      l[r] *= alpha;
+      for (int c = 0; c < CPI; ++c)
+        acc[r][c] *= alpha;
+      m[r] = mn;
+      const float x = ps[r * WG + lid];
+      ps[r * WG + lid] = x == -INFINITY ? 0.0f : exp(x - base);
+    }
+#endif
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const int nk = min(WG, bhi - j0 + 1);
+    for (int j = 0; j < nk; ++j) {
+      const global T *vp = vbase + (long)(j0 + j) * v_s1;
+      float vv[CPI];
+      for (int c = 0; c < CPI; ++c)
+        vv[c] = lid + c * WG < DV ? LD1(vp + (lid + c * WG) * v_s3) : 0.0f;
+      for (int r = 0; r < R; ++r) {
+        const float w = ps[r * WG + j];
+        l[r] += w;
+        for (int c = 0; c < CPI; ++c)
+          acc[r][c] = fma(w, vv[c], acc[r][c]);
+      }
+    }
+  }
+
+  for (int r = 0; r < R && r_begin + r < rows; ++r) {
+    const int row = r_begin + r, i = row / group, h = hk * group + row % group;
+#ifdef SIGMOID
+    const float inv = 1.0f, row_lse = 0.0f;
+#else
+    const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+    const float row_lse = l[r] > 0.0f ? m[r] + log(l[r]) : -INFINITY;
+#endif
+#ifdef SPLIT
+    const long prow = (long)split * part_rows + ((long)qb * lq_dense + q0 + i) * q_heads + h;
+    for (int c = 0; c < CPI; ++c)
+      if (lid + c * WG < DV) part_out[prow * DV + lid + c * WG] = acc[r][c] * inv;
+    if (lid == 0) part_lse[prow] = row_lse;
+#else
+    global T *op = o + o_off + qb * o_s0 + (long)(q0 + i) * o_s1 + h * o_s2;
+    for (int c = 0; c < CPI; ++c)
+      if (lid + c * WG < DV) ST1(op + (lid + c * WG) * o_s3, acc[r][c] * inv);
+    if (has_lse && lid == 0) lse[l_off + qb * l_s0 + h * l_s1 + (long)(q0 + i) * l_s2] = row_lse;
+#endif
+  }
+}
+#endif /* KEYPAR */
 
 #ifdef SPLIT
 /* One work-item a row (token t of the flattened q tokens, head h): merges the

@@ -343,6 +343,38 @@ START_TEST(attention_and_merge_run_on_the_device_not_the_fallback) {
 }
 END_TEST
 
+/* OpenCL runs few-row calls (decode) on GPUs with a key-parallel kernel; force
+ * it here so software devices check it too (other backends ignore the knob). */
+START_TEST(attention_key_parallel_kernel_for_few_rows) {
+  setenv("SEQMIX_OPENCL_ATTENTION", "keys", 1);
+  seqmix_context *ctx = th_context(_i);
+  attn_case c = CASE(.B = 1, .Lq = 1, .Lk = 1000, .Hq = 8, .Hk = 2, .D = 128, .Dv = 128,
+                     .causal = true, .with_lse = true); /* key splits and the combine */
+  check_attention(ctx, _i, c, 90);
+  c = CASE(.B = 2, .Lq = 3, .Lk = 50, .Hq = 4, .Hk = 1, .D = 64, .Dv = 64, .causal = true,
+           .window = 8, .softcap = 4.0f, .with_lse = true); /* 12 rows of 16 */
+  check_attention(ctx, _i, c, 91);
+  c = CASE(.B = 1, .Lq = 2, .Lk = 300, .Hq = 2, .Hk = 1, .D = 32, .Dv = 48, .causal = true,
+           .sigmoid = true);
+  check_attention(ctx, _i, c, 92);
+  c = CASE(.B = 1, .Lq = 1, .Lk = 129, .Hq = 2, .Hk = 2, .D = 256, .Dv = 200, .with_lse = true);
+  c.dtype = SEQMIX_F16; /* columns past one work-group */
+  check_attention(ctx, _i, c, 93);
+  static const int32_t lq[] = {1, 2, 1}, lk[] = {5, 300, 1}, used[] = {5, 260, 0};
+  c = CASE(.B = 3, .Hq = 4, .Hk = 2, .D = 64, .Dv = 64, .causal = true, .with_lse = true,
+           .seqlens_q = lq, .seqlens_k = lk, .used_k = used);
+  check_attention(ctx, _i, c, 94);
+  c = CASE(.B = 1, .Lq = 1, .Lk = 65, .Hq = 8, .Hk = 1, .D = 80, .Dv = 80, .causal = true);
+  c.dtype = SEQMIX_BF16; /* MQA */
+  check_attention(ctx, _i, c, 95);
+  c = CASE(.B = 2, .Lq = 2, .Lk = 1, .Hq = 2, .Hk = 2, .D = 64, .Dv = 64, .causal = true,
+           .with_lse = true); /* the first row sees no key */
+  check_attention(ctx, _i, c, 96);
+  th_context_done(ctx);
+  unsetenv("SEQMIX_OPENCL_ATTENTION");
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("attention");
   TCase *tc = tcase_create("every device");
@@ -358,6 +390,7 @@ int main(void) {
   tcase_add_loop_test(tc, attention_merge_of_partials_equals_full_result, 0, n);
   tcase_add_loop_test(tc, attention_bad_arguments_name_the_argument, 0, n);
   tcase_add_loop_test(tc, attention_and_merge_run_on_the_device_not_the_fallback, 0, n);
+  tcase_add_loop_test(tc, attention_key_parallel_kernel_for_few_rows, 0, n);
   suite_add_tcase(s, tc);
   return th_run_suite(s);
 }

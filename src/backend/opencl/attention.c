@@ -18,6 +18,8 @@
 #include <string.h>
 
 enum { ATTN_MAX_HEAD_DIM = 256 };
+/* The key-parallel kernel: rows a work-group at most, work-items. */
+enum { KEYPAR_MAX_ROWS = 16, KEYPAR_WORKGROUP = 128 };
 
 /* Tunables, first matching row wins: rows a work-group (upper bound; fewer
  * rows get the next power of two), keys a block, work-groups per compute unit
@@ -25,17 +27,20 @@ enum { ATTN_MAX_HEAD_DIM = 256 };
 typedef struct attn_tuning {
   seqmix_device_kind kind;
   int workgroup, block_keys, groups_per_unit, vector_width;
+  int key_parallel; /* rows a (sequence, k head) up to which the key-parallel kernel runs */
 } attn_tuning;
 
 static const attn_tuning tunings[] = {
     /* PoCL / llvmpipe: a work-group is one task of a worker thread; it
      * vectorises across work-items. */
-    {SEQMIX_DEVICE_SOFTWARE, 64, 32, 4, 16},
-    {SEQMIX_DEVICE_CPU, 64, 32, 4, 16},
-    {SEQMIX_DEVICE_DISCRETE_GPU, 64, 32, 4, 4},
-    {SEQMIX_DEVICE_INTEGRATED_GPU, 64, 32, 4, 4},
+    {SEQMIX_DEVICE_SOFTWARE, 64, 32, 4, 16, 0},
+    {SEQMIX_DEVICE_CPU, 64, 32, 4, 16, 0},
+    /* GPUs: decode and other few-row calls spread keys, not rows, over the
+     * work-items (a row a work-item left 4 of 64 busy at Lq 1, GQA 4). */
+    {SEQMIX_DEVICE_DISCRETE_GPU, 64, 32, 4, 4, KEYPAR_MAX_ROWS},
+    {SEQMIX_DEVICE_INTEGRATED_GPU, 64, 32, 4, 4, KEYPAR_MAX_ROWS},
 };
-static const attn_tuning default_tuning = {SEQMIX_DEVICE_ACCELERATOR, 64, 16, 2, 4};
+static const attn_tuning default_tuning = {SEQMIX_DEVICE_ACCELERATOR, 64, 16, 2, 4, 0};
 
 static const attn_tuning *pick_tuning(const sm_device *dev) {
   for (size_t i = 0; i < sizeof tunings / sizeof tunings[0]; ++i)
@@ -172,11 +177,31 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   if ((st = sm_cl_dummy_buffer(dev, &placeholder))) return st;
   if (total_q == 0) return SEQMIX_OK;
 
-  /* Work-group: the tuned size, fewer for few rows; within the device limit. */
-  size_t wg = sm_ceil_pow2((size_t)(d->max_q_len * group));
-  if (wg > (size_t)tuning->workgroup) wg = (size_t)tuning->workgroup;
-  if (wg > dev->caps.max_workgroup_size) wg = sm_floor_pow2(dev->caps.max_workgroup_size);
-  if (wg < 1) wg = 1;
+  /* Kernel: key-parallel for few rows where tuned (SEQMIX_OPENCL_ATTENTION=keys
+   * or rows forces one), else a row a work-item. */
+  const int64_t rows_per_seq = d->max_q_len * group;
+  const char *force = getenv("SEQMIX_OPENCL_ATTENTION");
+  bool keypar = tuning->key_parallel > 0 && rows_per_seq <= tuning->key_parallel;
+  if (force && !strcmp(force, "keys")) keypar = rows_per_seq <= KEYPAR_MAX_ROWS;
+  if (force && !strcmp(force, "rows")) keypar = false;
+  const size_t local_floats = device_ulong(dev, CL_DEVICE_LOCAL_MEM_SIZE, 16384) / sizeof(float);
+  size_t wg, kp_rows = 0;
+  if (keypar) {
+    /* R rows (a power of two), WG keys a block: q rows and two R x WG tiles in local memory. */
+    kp_rows = sm_ceil_pow2((size_t)(rows_per_seq > 0 ? rows_per_seq : 1));
+    wg = KEYPAR_WORKGROUP;
+    if (wg > dev->caps.max_workgroup_size) wg = sm_floor_pow2(dev->caps.max_workgroup_size);
+    while (wg > 1 && kp_rows * ((size_t)D + 2 * wg) > local_floats)
+      wg /= 2;
+    if (kp_rows * ((size_t)D + 2 * wg) > local_floats) keypar = false, kp_rows = 0;
+  }
+  if (!keypar) {
+    /* A row a work-item: the tuned size, fewer for few rows; within the device limit. */
+    wg = sm_ceil_pow2((size_t)rows_per_seq);
+    if (wg > (size_t)tuning->workgroup) wg = (size_t)tuning->workgroup;
+    if (wg > dev->caps.max_workgroup_size) wg = sm_floor_pow2(dev->caps.max_workgroup_size);
+    if (wg < 1) wg = 1;
+  }
   const size_t bk = block_keys(dev, D, Dv);
   /* Vector width of a work-item's rows: the widest of 16, 8, 4, 2 dividing D
    * and Dv within the tuned limit. */
@@ -186,25 +211,29 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   /* K and V rows contiguous: the tiles load VEC elements at a time. */
   const bool contig =
       op->tensors[SM_ATTN_K].strides[3] == 1 && op->tensors[SM_ATTN_V].strides[3] == 1;
-  const int64_t max_chunk = max_chunk_keys(dev, D, Dv, bk);
+  const int64_t max_chunk = max_chunk_keys(dev, D, Dv, keypar ? wg : bk);
   /* A kernel may allow fewer work-items than asked (registers, private
    * memory): build again for what it allows. */
   int64_t row_blocks, splits, chunk;
   char options[256];
   const sm_cl_kernel *k;
   for (;;) {
-    row_blocks = sm_div_up(d->max_q_len * group, (int64_t)wg);
+    /* Keys a block; rows a work-group. */
+    const int64_t kb = keypar ? (int64_t)wg : (int64_t)bk;
+    row_blocks = sm_div_up(rows_per_seq, keypar ? (int64_t)kp_rows : (int64_t)wg);
     const int64_t groups = row_blocks * d->batch * d->k_heads;
-    /* Key split: enough work-groups for every compute unit, chunks of >= 4 blocks. */
+    /* Key split: enough work-groups for every compute unit, chunks of >= 4
+     * blocks (2 for the key-parallel kernel's blocks of WG keys). */
+    const int64_t min_blocks = keypar ? 2 : 4;
     const int64_t units = device_uint(dev, CL_DEVICE_MAX_COMPUTE_UNITS, 1);
     const int64_t target = units * tuning->groups_per_unit;
     splits = 1, chunk = d->max_k_len > 0 ? d->max_k_len : 1;
-    if (groups < target && d->max_k_len >= 8 * (int64_t)bk) {
+    if (groups < target && d->max_k_len >= 2 * min_blocks * kb) {
       splits = sm_div_up(target, groups);
-      const int64_t max_splits = d->max_k_len / (4 * (int64_t)bk);
+      const int64_t max_splits = d->max_k_len / (min_blocks * kb);
       if (splits > max_splits) splits = max_splits;
       if (splits > 1) {
-        chunk = sm_div_up(sm_div_up(d->max_k_len, splits), (int64_t)bk) * (int64_t)bk;
+        chunk = sm_div_up(sm_div_up(d->max_k_len, splits), kb) * kb;
         splits = sm_div_up(d->max_k_len, chunk);
       }
       if (splits <= 1) splits = 1, chunk = d->max_k_len;
@@ -214,11 +243,13 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
       splits = sm_div_up(d->max_k_len, chunk);
     }
     if (chunk < 1) chunk = 1;
-    snprintf(options, sizeof options, "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s",
-             seqmix_dtype_name(dt), (int)D, (int)Dv, vec, (int)bk, (int)wg,
-             contig ? " -DCONTIG" : "", d->causal ? " -DCAUSAL" : "",
-             d->sigmoid ? " -DSIGMOID" : "", d->softcap > 0 ? " -DSOFTCAP" : "",
-             splits > 1 ? " -DSPLIT" : "");
+    char keypar_opts[32] = "";
+    if (keypar) snprintf(keypar_opts, sizeof keypar_opts, " -DKEYPAR -DR=%d", (int)kp_rows);
+    snprintf(options, sizeof options,
+             "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s%s", seqmix_dtype_name(dt),
+             (int)D, (int)Dv, vec, (int)bk, (int)wg, contig ? " -DCONTIG" : "",
+             d->causal ? " -DCAUSAL" : "", d->sigmoid ? " -DSIGMOID" : "",
+             d->softcap > 0 ? " -DSOFTCAP" : "", splits > 1 ? " -DSPLIT" : "", keypar_opts);
     if ((st = sm_cl_kernel_get(dev, "attention.cl", options, "attn_fwd", &k))) return st;
     if (wg <= k->max_workgroup_size) break;
     if (wg == 1) return sm_fail(SEQMIX_ERROR_BACKEND, "%s: attn_fwd allows no work-item", op->name);

@@ -63,14 +63,19 @@ static size_t row_offset(const sm_tensor_ref *r, int64_t b, int64_t t, int64_t h
 }
 
 static void prefetch_row(const sm_tensor_ref *r, size_t off, int64_t n) {
-  const char *p = (const char *)r->buffer->data + off * seqmix_dtype_size(r->dtype);
-  for (size_t b = 0; b < (size_t)n * seqmix_dtype_size(r->dtype); b += 64) __builtin_prefetch(p + b);
+  const size_t esize = r->dtype == SEQMIX_F32 ? 4 : 2, bytes = (size_t)n * esize;
+  const char *p = (const char *)r->buffer->data + off * esize;
+  for (size_t b = 0; b < bytes; b += 64)
+    __builtin_prefetch(p + b);
 }
 
-static void load_f32(const attn_job *job, const sm_tensor_ref *r, size_t off, int64_t n, float *dst) {
+static void load_f32(const attn_job *job, const sm_tensor_ref *r, size_t off, int64_t n,
+                     float *dst) {
   const char *base = r->buffer->data;
-  if (r->dtype == SEQMIX_F32) memcpy(dst, (const float *)base + off, (size_t)n * sizeof *dst);
-  else job->kern->load_row(r->dtype, base + off * 2, dst, n);
+  if (r->dtype == SEQMIX_F32)
+    memcpy(dst, (const float *)base + off, (size_t)n * sizeof *dst);
+  else
+    job->kern->load_row(r->dtype, base + off * 2, dst, n);
 }
 
 static void store_out(const attn_job *job, int64_t tb, int64_t t, int64_t h, const float *row,
@@ -79,10 +84,14 @@ static void store_out(const attn_job *job, int64_t tb, int64_t t, int64_t h, con
   const int64_t Dv = job->d->v_head_dim;
   size_t off = row_offset(o, tb, t, h);
   char *base = o->buffer->data;
-  if (o->dtype == SEQMIX_F32) memcpy((float *)base + off, row, (size_t)Dv * sizeof *row);
-  else job->kern->store_row(o->dtype, row, base + off * 2, Dv);
+  if (o->dtype == SEQMIX_F32)
+    memcpy((float *)base + off, row, (size_t)Dv * sizeof *row);
+  else
+    job->kern->store_row(o->dtype, row, base + off * 2, Dv);
   if (l->buffer)
-    ((float *)l->buffer->data)[l->offset + tb * l->strides[0] + h * l->strides[1] + t * l->strides[2]] = lse;
+    ((float *)
+         l->buffer->data)[l->offset + tb * l->strides[0] + h * l->strides[1] + t * l->strides[2]] =
+        lse;
 }
 
 /*
@@ -137,19 +146,32 @@ static void attn_task(void *arg, int64_t task, int worker) {
     const int64_t n = hi_all - j0 + 1 < k_block ? hi_all - j0 + 1 : k_block;
     if (rows <= dot_rows) {
       /* Few rows (decode): dot products straight from the K rows, no transpose. */
-      for (int64_t j = 0; j < n; ++j) {
-        /* K/V rows of one head sit a token stride apart, beyond what hardware
-         * prefetchers follow: fetch a few keys ahead by hand. */
-        if (j0 + j + prefetch_keys <= hi_all) {
-          prefetch_row(job->k, row_offset(job->k, tb, s.k0 + j0 + j + prefetch_keys, hk), D);
-          prefetch_row(job->v, row_offset(job->v, tb, s.k0 + j0 + j + prefetch_keys, hk), Dv);
+      /* Pairs of keys: their prefetches spread between the dot products. */
+      for (int64_t j = 0; j < n; j += 2) {
+        const int64_t nk = n - j < 2 ? n - j : 2;
+        const float *krows[2];
+        for (int64_t e = j; e < j + nk; ++e) {
+          /* K/V rows of one head sit a token stride apart, beyond what hardware
+           * prefetchers follow: fetch a few keys ahead by hand. */
+          if (j0 + e + prefetch_keys <= hi_all) {
+            prefetch_row(job->k, row_offset(job->k, tb, s.k0 + j0 + e + prefetch_keys, hk), D);
+            prefetch_row(job->v, row_offset(job->v, tb, s.k0 + j0 + e + prefetch_keys, hk), Dv);
+          }
+          const size_t off = row_offset(job->k, tb, s.k0 + j0 + e, hk);
+          if (job->k->dtype == SEQMIX_F32) {
+            krows[e - j] = (const float *)job->k->buffer->data + off;
+          } else {
+            load_f32(job, job->k, off, D, kt + (e - j) * D);
+            krows[e - j] = kt + (e - j) * D;
+          }
         }
-        const float *krow = kt;
-        if (job->k->dtype == SEQMIX_F32)
-          krow = (const float *)job->k->buffer->data + row_offset(job->k, tb, s.k0 + j0 + j, hk);
-        else
-          load_f32(job, job->k, row_offset(job->k, tb, s.k0 + j0 + j, hk), D, kt);
-        for (int64_t r = 0; r < rows; ++r) sc[r * k_block + j] = kern->dot(qs + r * D, krow, D);
+        if (kern->dot_block) {
+          kern->dot_block(qs, D, rows, krows, nk, D, sc + j, k_block);
+        } else {
+          for (int64_t e = 0; e < nk; ++e)
+            for (int64_t r = 0; r < rows; ++r)
+              sc[r * k_block + j + e] = kern->dot(qs + r * D, krows[e], D);
+        }
       }
     } else {
       /* K block transposed to [D][k_block] so S = Q . Kt runs along keys. */
@@ -157,7 +179,8 @@ static void attn_task(void *arg, int64_t task, int worker) {
       for (int64_t j = 0; j < n; ++j) {
         float *row = vb; /* borrow vb as a row buffer before V is loaded */
         load_f32(job, job->k, row_offset(job->k, tb, s.k0 + j0 + j, hk), D, row);
-        for (int64_t e = 0; e < D; ++e) kt[e * k_block + j] = row[e];
+        for (int64_t e = 0; e < D; ++e)
+          kt[e * k_block + j] = row[e];
       }
       kern->mm_acc(sc, k_block, qs, D, kt, k_block, rows, n, D);
     }
@@ -280,10 +303,12 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
   if (job.split_len < 1) job.split_len = 1;
   const int64_t D = d->head_dim, Dv = d->v_head_dim;
   job.scratch_floats = (size_t)(q_block * (D + Dv + 2) + q_block * k_block + D * k_block +
-                                k_block * (Dv > D ? Dv : D)) + 16;
+                                k_block * (Dv > D ? Dv : D)) +
+                       16;
   job.scratch = malloc((size_t)threads * job.scratch_floats * sizeof(float));
   if (job.splits > 1)
-    job.partials = malloc((size_t)(tasks * q_block * job.splits) * (size_t)(Dv + 2) * sizeof(float));
+    job.partials =
+        malloc((size_t)(tasks * q_block * job.splits) * (size_t)(Dv + 2) * sizeof(float));
   if (!job.scratch || (job.splits > 1 && !job.partials)) {
     free(job.scratch);
     free(job.partials);
@@ -309,7 +334,9 @@ seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op) {
         float lses[SM_MERGE_MAX_PARTS], mx = -INFINITY, l = 0;
         for (int p = 0; p < d->parts; ++p) {
           const sm_tensor_ref *r = &op->tensors[SM_MERGE_FIRST_PART + 2 * p + 1];
-          lses[p] = ((const float *)r->buffer->data)[r->offset + b * r->strides[0] + h * r->strides[1] + t * r->strides[2]];
+          lses[p] =
+              ((const float *)r->buffer
+                   ->data)[r->offset + b * r->strides[0] + h * r->strides[1] + t * r->strides[2]];
           if (lses[p] > mx) mx = lses[p];
         }
         memset(acc, 0, (size_t)Dv * sizeof *acc);
@@ -330,11 +357,13 @@ seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op) {
         if (l > 0) dev->kernels->scale(acc, 1.0f / l, Dv);
         size_t off = row_offset(out, b, t, h);
         char *dst = out->buffer->data;
-        if (out->dtype == SEQMIX_F32) memcpy((float *)dst + off, acc, (size_t)Dv * sizeof *acc);
-        else dev->kernels->store_row(out->dtype, acc, dst + off * 2, Dv);
+        if (out->dtype == SEQMIX_F32)
+          memcpy((float *)dst + off, acc, (size_t)Dv * sizeof *acc);
+        else
+          dev->kernels->store_row(out->dtype, acc, dst + off * 2, Dv);
         if (lse->buffer)
-          ((float *)lse->buffer->data)[lse->offset + b * lse->strides[0] + h * lse->strides[1] + t * lse->strides[2]] =
-              l > 0 ? mx + logf(l) : -INFINITY;
+          ((float *)lse->buffer->data)[lse->offset + b * lse->strides[0] + h * lse->strides[1] +
+                                       t * lse->strides[2]] = l > 0 ? mx + logf(l) : -INFINITY;
       }
   free(acc);
   return SEQMIX_OK;

@@ -35,6 +35,11 @@ typedef struct sm_cpu_kernels {
                       bool stream);
   /* sum a[i] * b[i]; y[i] += a * x[i]; y[i] *= a (i < n). */
   float (*dot)(const float *a, const float *b, int64_t n);
+  /* out[r * ldo + j] = sum_i q[r * ldq + i] * keys[j][i] for r < rows, j < nkeys,
+   * i < n: few query rows against a block of key rows (decode scores). NULL:
+   * the caller loops over dot. */
+  void (*dot_block)(const float *q, int64_t ldq, int64_t rows, const float *const *keys,
+                    int64_t nkeys, int64_t n, float *out, int64_t ldo);
   void (*axpy)(float *y, float a, const float *x, int64_t n);
   void (*scale)(float *y, float a, int64_t n);
   /* C[M x N] += A[M x K] . B[K x N], row-major with leading dims (elements). */

@@ -30,8 +30,10 @@ TARGET static inline __m512 silu_avx512(__m512 v) {
 }
 
 TARGET static inline void store_y(float *y, __mmask16 m, __m512 v, bool stream) {
-  if (stream && m == 0xffff && ((uintptr_t)y & 63) == 0) _mm512_stream_ps(y, v);
-  else _mm512_mask_storeu_ps(y, m, v);
+  if (stream && m == 0xffff && ((uintptr_t)y & 63) == 0)
+    _mm512_stream_ps(y, v);
+  else
+    _mm512_mask_storeu_ps(y, m, v);
 }
 
 /* The row kernel for a kernel width known at compile time (the common K = 2..4
@@ -142,11 +144,43 @@ TARGET static float dot_avx512(const float *a, const float *b, int64_t n) {
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
+/* Up to 4 rows x 2 keys a pass: 8 independent FMA chains share each load. */
+TARGET static void dot_block_avx512(const float *q, int64_t ldq, int64_t rows,
+                                    const float *const *keys, int64_t nkeys, int64_t n, float *out,
+                                    int64_t ldo) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 4) {
+    const int64_t nr = rows - r0 < 4 ? rows - r0 : 4;
+    const float *qr[4];
+    for (int64_t r = 0; r < 4; ++r)
+      qr[r] = q + (r0 + (r < nr ? r : 0)) * ldq;
+    for (int64_t j = 0; j < nkeys; j += 2) {
+      const float *k0 = keys[j], *k1 = keys[j + 1 < nkeys ? j + 1 : j];
+      __m512 a[4][2];
+      for (int r = 0; r < 4; ++r)
+        a[r][0] = a[r][1] = _mm512_setzero_ps();
+      for (int64_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+        __m512 x0 = _mm512_maskz_loadu_ps(m, k0 + i), x1 = _mm512_maskz_loadu_ps(m, k1 + i);
+        for (int r = 0; r < 4; ++r) {
+          __m512 qv = _mm512_maskz_loadu_ps(m, qr[r] + i);
+          a[r][0] = _mm512_fmadd_ps(qv, x0, a[r][0]);
+          a[r][1] = _mm512_fmadd_ps(qv, x1, a[r][1]);
+        }
+      }
+      for (int64_t r = 0; r < nr; ++r) {
+        out[(r0 + r) * ldo + j] = _mm512_reduce_add_ps(a[r][0]);
+        if (j + 1 < nkeys) out[(r0 + r) * ldo + j + 1] = _mm512_reduce_add_ps(a[r][1]);
+      }
+    }
+  }
+}
 TARGET static void axpy_avx512(float *y, float a, const float *x, int64_t n) {
   __m512 va = _mm512_set1_ps(a);
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
-    _mm512_mask_storeu_ps(y + i, m, _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
+    _mm512_mask_storeu_ps(
+        y + i, m,
+        _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i)));
   }
 }
 TARGET static void scale_avx512(float *y, float a, int64_t n) {
@@ -189,7 +223,8 @@ TARGET static void mm_acc_avx512(float *C, int64_t ldc, const float *A, int64_t 
         }
       }
       for (int r = 0; r < 4 && i + r < M; ++r)
-        for (int v = 0; v < 4; ++v) _mm512_mask_storeu_ps(C + (i + r) * ldc + j + 16 * v, m[v], c[r][v]);
+        for (int v = 0; v < 4; ++v)
+          _mm512_mask_storeu_ps(C + (i + r) * ldc + j + 16 * v, m[v], c[r][v]);
     }
   }
 }
@@ -214,6 +249,7 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .stream_fence = stream_fence_avx512,
     .conv1d_row2 = conv1d_row2_avx512,
     .dot = dot_avx512,
+    .dot_block = dot_block_avx512,
     .axpy = axpy_avx512,
     .scale = scale_avx512,
     .mm_acc = mm_acc_avx512,

@@ -42,31 +42,39 @@ static inline float hsum16(float16 x) { return hsum8(x.s01234567 + x.s89abcdef);
 #define hsum SM_CAT(hsum, VEC)
 #endif
 
+/* attn_fwd's arguments, the same for both variants. */
+#define ATTN_FWD_ARGS                                                                             \
+  const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3, const global T *k,   \
+      long k_off, long k_s0, long k_s1, long k_s2, long k_s3, const global T *v, long v_off,      \
+      long v_s0, long v_s1, long v_s2, long v_s3, global T *o, long o_off, long o_s0, long o_s1,  \
+      long o_s2, long o_s3, global float *lse, long l_off, long l_s0, long l_s1, long l_s2,       \
+      int has_lse, const global int *idx, int varlen, int has_used, int lq_dense, int lk_dense,   \
+      int q_heads, int group, float scale, float softcap, float sigmoid_bias, int window,         \
+      int chunk, global float *part_out, global float *part_lse, long part_rows
+
+/* The work-group's sequence b, k head hk and key split; the sequence's first
+ * q/k rows (q0, k0), lengths (lq, lk) and rows (lq x group). idx: cu_q [n+1],
+ * cu_k [n+1], seqused_k [n] (varlen/seqused only); qb: batch index of the
+ * tensors. */
+#define ATTN_SEQUENCE                                                                             \
+  const int hk = get_group_id(1) % (q_heads / group);                                             \
+  const int b = get_group_id(1) / (q_heads / group);                                              \
+  const int split = get_group_id(2);                                                              \
+  const int n = get_num_groups(1) / (q_heads / group);                                            \
+  const global int *cu_q = idx, *cu_k = idx + n + 1, *used = idx + 2 * n + 2;                     \
+  const int qb = varlen ? 0 : b;                                                                  \
+  const int q0 = varlen ? cu_q[b] : 0, k0 = varlen ? cu_k[b] : 0;                                 \
+  const int lq = varlen ? cu_q[b + 1] - q0 : lq_dense;                                            \
+  const int lk = has_used ? used[b] : varlen ? cu_k[b + 1] - k0 : lk_dense;                       \
+  const int rows = lq * group
+
 #ifndef KEYPAR
 __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void
-attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3,
-         const global T *k, long k_off, long k_s0, long k_s1, long k_s2, long k_s3,
-         const global T *v, long v_off, long v_s0, long v_s1, long v_s2, long v_s3,
-         global T *o, long o_off, long o_s0, long o_s1, long o_s2, long o_s3,
-         global float *lse, long l_off, long l_s0, long l_s1, long l_s2, int has_lse,
-         const global int *idx, int varlen, int has_used, int lq_dense, int lk_dense, int q_heads, int group, float scale,
-         float softcap, float sigmoid_bias, int window, int chunk, global float *part_out,
-         global float *part_lse, long part_rows) {
+attn_fwd(ATTN_FWD_ARGS) {
   local float kt[BK * D];
   local float vt[BK * DV];
   const int lid = get_local_id(0);
-  const int hk = get_group_id(1) % (q_heads / group);
-  const int b = get_group_id(1) / (q_heads / group);
-  const int split = get_group_id(2);
-  /* idx: cu_q [n+1], cu_k [n+1], seqused_k [n] (varlen/seqused only). */
-  const int n = get_num_groups(1) / (q_heads / group);
-  const global int *cu_q = idx, *cu_k = idx + n + 1, *used = idx + 2 * n + 2;
-  const int qb = varlen ? 0 : b; /* batch index of the tensors */
-  const int q0 = varlen ? cu_q[b] : 0, k0 = varlen ? cu_k[b] : 0;
-  const int lq = varlen ? cu_q[b + 1] - q0 : lq_dense;
-  int lk = varlen ? cu_k[b + 1] - k0 : lk_dense;
-  if (has_used) lk = used[b];
-  const int rows = lq * group;
+  ATTN_SEQUENCE;
   const int r_begin = get_group_id(0) * WG;
   if (r_begin >= rows) return; /* the whole work-group */
   const int r_last = min(r_begin + WG, rows) - 1;
@@ -205,29 +213,12 @@ attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_
  * masks and outputs as the row-parallel attn_fwd. */
 #define CPI ((DV + WG - 1) / WG)
 __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void
-attn_fwd(const global T *q, long q_off, long q_s0, long q_s1, long q_s2, long q_s3,
-         const global T *k, long k_off, long k_s0, long k_s1, long k_s2, long k_s3,
-         const global T *v, long v_off, long v_s0, long v_s1, long v_s2, long v_s3,
-         global T *o, long o_off, long o_s0, long o_s1, long o_s2, long o_s3,
-         global float *lse, long l_off, long l_s0, long l_s1, long l_s2, int has_lse,
-         const global int *idx, int varlen, int has_used, int lq_dense, int lk_dense, int q_heads, int group, float scale,
-         float softcap, float sigmoid_bias, int window, int chunk, global float *part_out,
-         global float *part_lse, long part_rows) {
+attn_fwd(ATTN_FWD_ARGS) {
   local float qs[R * D];
   local float ps[R * WG]; /* scores, then weights */
   local float red[R * WG]; /* the row maxima's tree */
   const int lid = get_local_id(0);
-  const int hk = get_group_id(1) % (q_heads / group);
-  const int b = get_group_id(1) / (q_heads / group);
-  const int split = get_group_id(2);
-  const int n = get_num_groups(1) / (q_heads / group);
-  const global int *cu_q = idx, *cu_k = idx + n + 1, *used = idx + 2 * n + 2;
-  const int qb = varlen ? 0 : b;
-  const int q0 = varlen ? cu_q[b] : 0, k0 = varlen ? cu_k[b] : 0;
-  const int lq = varlen ? cu_q[b + 1] - q0 : lq_dense;
-  int lk = varlen ? cu_k[b + 1] - k0 : lk_dense;
-  if (has_used) lk = used[b];
-  const int rows = lq * group;
+  ATTN_SEQUENCE;
   const int r_begin = get_group_id(0) * R;
   if (r_begin >= rows) return; /* the whole work-group */
   const int r_last = min(r_begin + R, rows) - 1;

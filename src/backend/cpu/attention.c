@@ -78,20 +78,27 @@ static void load_f32(const attn_job *job, const sm_tensor_ref *r, size_t off, in
     job->kern->load_row(r->dtype, base + off * 2, dst, n);
 }
 
-static void store_out(const attn_job *job, int64_t tb, int64_t t, int64_t h, const float *row,
-                      float lse) {
-  const sm_tensor_ref *o = job->out, *l = job->lse;
-  const int64_t Dv = job->d->v_head_dim;
-  size_t off = row_offset(o, tb, t, h);
+/* The lse element of batch b, token t, head h of an F32 [B, Hq, Lq] ref. */
+static float *lse_at(const sm_tensor_ref *l, int64_t b, int64_t t, int64_t h) {
+  return (float *)l->buffer->data + l->offset + b * l->strides[0] + h * l->strides[1] +
+         t * l->strides[2];
+}
+
+/* Writes an f32 row of Dv outputs (and its lse, when lse has a buffer). */
+static void write_out(const sm_cpu_kernels *kern, const sm_tensor_ref *o, const sm_tensor_ref *l,
+                      int64_t b, int64_t t, int64_t h, const float *row, int64_t Dv, float lse) {
+  const size_t off = row_offset(o, b, t, h);
   char *base = o->buffer->data;
   if (o->dtype == SEQMIX_F32)
     memcpy((float *)base + off, row, (size_t)Dv * sizeof *row);
   else
-    job->kern->store_row(o->dtype, row, base + off * 2, Dv);
-  if (l->buffer)
-    ((float *)
-         l->buffer->data)[l->offset + tb * l->strides[0] + h * l->strides[1] + t * l->strides[2]] =
-        lse;
+    kern->store_row(o->dtype, row, base + off * 2, Dv);
+  if (l->buffer) *lse_at(l, b, t, h) = lse;
+}
+
+static void store_out(const attn_job *job, int64_t tb, int64_t t, int64_t h, const float *row,
+                      float lse) {
+  write_out(job->kern, job->out, job->lse, tb, t, h, row, job->d->v_head_dim, lse);
 }
 
 /*
@@ -334,9 +341,7 @@ seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op) {
         float lses[SM_MERGE_MAX_PARTS], mx = -INFINITY, l = 0;
         for (int p = 0; p < d->parts; ++p) {
           const sm_tensor_ref *r = &op->tensors[SM_MERGE_FIRST_PART + 2 * p + 1];
-          lses[p] =
-              ((const float *)r->buffer
-                   ->data)[r->offset + b * r->strides[0] + h * r->strides[1] + t * r->strides[2]];
+          lses[p] = *lse_at(r, b, t, h);
           if (lses[p] > mx) mx = lses[p];
         }
         memset(acc, 0, (size_t)Dv * sizeof *acc);
@@ -355,15 +360,7 @@ seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op) {
           dev->kernels->axpy(acc, w, src, Dv);
         }
         if (l > 0) dev->kernels->scale(acc, 1.0f / l, Dv);
-        size_t off = row_offset(out, b, t, h);
-        char *dst = out->buffer->data;
-        if (out->dtype == SEQMIX_F32)
-          memcpy((float *)dst + off, acc, (size_t)Dv * sizeof *acc);
-        else
-          dev->kernels->store_row(out->dtype, acc, dst + off * 2, Dv);
-        if (lse->buffer)
-          ((float *)lse->buffer->data)[lse->offset + b * lse->strides[0] + h * lse->strides[1] +
-                                       t * lse->strides[2]] = l > 0 ? mx + logf(l) : -INFINITY;
+        write_out(dev->kernels, out, lse, b, t, h, acc, Dv, l > 0 ? mx + logf(l) : -INFINITY);
       }
   free(acc);
   return SEQMIX_OK;

@@ -180,10 +180,9 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   /* Kernel: key-parallel for few rows where tuned (SEQMIX_OPENCL_ATTENTION=keys
    * or rows forces one), else a row a work-item. */
   const int64_t rows_per_seq = d->max_q_len * group;
-  const char *force = getenv("SEQMIX_OPENCL_ATTENTION");
   bool keypar = tuning->key_parallel > 0 && rows_per_seq <= tuning->key_parallel;
-  if (force && !strcmp(force, "keys")) keypar = rows_per_seq <= KEYPAR_MAX_ROWS;
-  if (force && !strcmp(force, "rows")) keypar = false;
+  if (dev->attention_kernel == SM_CL_ATTENTION_KEYS) keypar = rows_per_seq <= KEYPAR_MAX_ROWS;
+  if (dev->attention_kernel == SM_CL_ATTENTION_ROWS) keypar = false;
   const size_t local_floats = device_ulong(dev, CL_DEVICE_LOCAL_MEM_SIZE, 16384) / sizeof(float);
   size_t wg, kp_rows = 0;
   if (keypar) {

@@ -260,6 +260,9 @@ static seqmix_status opencl_open(const sm_device_entry *entry, const sm_open_opt
   dev->device = (cl_device_id)entry->handle[1];
   dev->info = entry->info;
   snprintf(dev->cache_dir, sizeof dev->cache_dir, "%s", options->cache_dir);
+  const char *kernel = getenv("SEQMIX_OPENCL_ATTENTION");
+  if (kernel && !strcmp(kernel, "keys")) dev->attention_kernel = SM_CL_ATTENTION_KEYS;
+  if (kernel && !strcmp(kernel, "rows")) dev->attention_kernel = SM_CL_ATTENTION_ROWS;
   read_caps(dev);
 
   const cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->platform,

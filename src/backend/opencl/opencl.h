@@ -53,6 +53,13 @@ typedef struct sm_cl_caps {
   bool online_compiler;
 } sm_cl_caps;
 
+/* Which attention kernel runs: the tuned choice, or one forced (tests, driver workarounds). */
+typedef enum sm_cl_attention_kernel {
+  SM_CL_ATTENTION_TUNED,
+  SM_CL_ATTENTION_KEYS,
+  SM_CL_ATTENTION_ROWS
+} sm_cl_attention_kernel;
+
 struct sm_device {
   cl_platform_id platform;
   cl_device_id device;
@@ -64,6 +71,7 @@ struct sm_device {
   sm_cl_program **programs; /* built variants; pointers stay valid while the array grows */
   size_t program_count, program_capacity;
   sm_buffer *dummy; /* bound where an optional tensor is absent; made on first use */
+  sm_cl_attention_kernel attention_kernel; /* SEQMIX_OPENCL_ATTENTION, read at open */
 };
 
 /* ---- Errors (device.c) ---------------------------------------------------- */

@@ -155,7 +155,8 @@ static bool plan_merge(const sm_device *dev, const sm_tensor_ref *out, const sm_
   plan->module = act16 ? "attention_merge_a16.spv" : "attention_merge_f32.spv";
   const int64_t rows = batch * lq * hq;
   if (!fits_i32(rows) || !fits_i32(rows * dv + 2 * rows)) return false;
-  plan->scratch_floats = (uint64_t)(rows * dv + 2 * rows);
+  /* The accumulator of a merge one part at a time; key splits (part_f32) merge all at once. */
+  plan->scratch_floats = part_f32 ? 0 : (uint64_t)(rows * dv + 2 * rows);
   if (plan->scratch_floats * 4 > limits->maxStorageBufferRange) return false;
   merge_push *p = &plan->push;
   p->lq = (int32_t)lq, p->hq = (int32_t)hq, p->dv = (int32_t)dv, p->rows = (int32_t)rows;

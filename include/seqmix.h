@@ -224,6 +224,80 @@ SEQMIX_API seqmix_status seqmix_attention_merge(seqmix_context *ctx, int n,
                                                 const seqmix_tensor *const *lses,
                                                 seqmix_tensor *out, seqmix_tensor *lse);
 
+/* ---- State-space and linear-recurrent mixers ---------------------------- */
+/* state tensors (F32) are read as the initial state and overwritten with the
+ * final state, so a long sequence can be fed in pieces and decode is the same
+ * call with L = 1; NULL means zeros in, final state discarded. Any tensor may be
+ * a strided view (a state slice of a larger cache included). */
+
+/* Selective scan (Mamba-1). Per batch b and channel d, over tokens t:
+ * dt = delta + delta_bias (softplus(dt) = log(1 + e^dt) if delta_softplus);
+ * h[n] = exp(dt A[d,n]) h[n] + dt Bm[g,n] u;  y = sum_n Cm[g,n] h[n] + D_skip[d] u;
+ * y *= silu(z) if z; channel d uses group g = d / (D / G). */
+typedef struct seqmix_selective_scan_params {
+  bool delta_softplus;
+  uint32_t reserved[8]; /* zero */
+} seqmix_selective_scan_params;
+SEQMIX_API seqmix_status seqmix_selective_scan(seqmix_context *ctx,
+                                               const seqmix_tensor *u,          /* [B, L, D] */
+                                               const seqmix_tensor *delta,      /* [B, L, D] */
+                                               const seqmix_tensor *A,          /* F32 [D, N] */
+                                               const seqmix_tensor *Bm,         /* [B, L, G, N] */
+                                               const seqmix_tensor *Cm,         /* [B, L, G, N] */
+                                               const seqmix_tensor *D_skip,     /* [D] or NULL */
+                                               const seqmix_tensor *z,          /* [B, L, D] or NULL */
+                                               const seqmix_tensor *delta_bias, /* [D] or NULL */
+                                               seqmix_tensor *state, /* F32 [B, D, N] or NULL */
+                                               seqmix_tensor *y,     /* [B, L, D] */
+                                               const seqmix_selective_scan_params *params);
+
+/* SSD (Mamba-2), chunkwise. Per batch b and head h (group g = h / (H / G)):
+ * dt' = dt + dt_bias (softplus'd if dt_softplus);
+ * s[p,n] = exp(dt' A[h]) s[p,n] + dt' x[p] Bm[g,n];  y[p] = sum_n Cm[g,n] s[p,n] + D_skip[h] x[p];
+ * y *= silu(z) if z. chunk_size (0: chosen per device, else 1..256) is the
+ * chunk of the chunkwise algorithm: a tuning hint that changes only rounding. */
+typedef struct seqmix_ssd_params {
+  bool dt_softplus;
+  int32_t chunk_size;
+  uint32_t reserved[8]; /* zero */
+} seqmix_ssd_params;
+SEQMIX_API seqmix_status seqmix_ssd(seqmix_context *ctx,
+                                    const seqmix_tensor *x,       /* [B, L, H, P] */
+                                    const seqmix_tensor *dt,      /* [B, L, H] */
+                                    const seqmix_tensor *A,       /* F32 [H] */
+                                    const seqmix_tensor *Bm,      /* [B, L, G, N], H % G == 0 */
+                                    const seqmix_tensor *Cm,      /* [B, L, G, N] */
+                                    const seqmix_tensor *D_skip,  /* [H] or NULL */
+                                    const seqmix_tensor *z,       /* [B, L, H, P] or NULL */
+                                    const seqmix_tensor *dt_bias, /* [H] or NULL */
+                                    seqmix_tensor *state,         /* F32 [B, H, P, N] or NULL */
+                                    seqmix_tensor *y,             /* [B, L, H, P] */
+                                    const seqmix_ssd_params *params);
+
+/* Linear attention, chunkwise: S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t;
+ * out_t = scale q_t S_t (scale 0: 1/sqrt(Dk)). g is a log-decay (<= 0; not
+ * checked) whose shape follows the decay kind. chunk_size as in SSD. */
+typedef enum seqmix_decay {
+  SEQMIX_DECAY_NONE,   /* g NULL: plain linear attention */
+  SEQMIX_DECAY_HEAD,   /* g [H]: constant log-decay per head (RetNet) */
+  SEQMIX_DECAY_TOKEN,  /* g [B, L, H]: log-decay per token and head */
+  SEQMIX_DECAY_VECTOR, /* g [B, L, H, Dk]: log-decay per key channel (GLA) */
+} seqmix_decay;
+typedef struct seqmix_linear_attention_params {
+  float scale;
+  seqmix_decay decay;
+  int32_t chunk_size;
+  uint32_t reserved[8]; /* zero */
+} seqmix_linear_attention_params;
+SEQMIX_API seqmix_status seqmix_linear_attention(seqmix_context *ctx,
+                                                 const seqmix_tensor *q, /* [B, L, H, Dk] */
+                                                 const seqmix_tensor *k, /* [B, L, H, Dk] */
+                                                 const seqmix_tensor *v, /* [B, L, H, Dv] */
+                                                 const seqmix_tensor *g, /* by decay kind */
+                                                 seqmix_tensor *state, /* F32 [B, H, Dk, Dv] or NULL */
+                                                 seqmix_tensor *out,   /* [B, L, H, Dv] */
+                                                 const seqmix_linear_attention_params *params);
+
 /* ---- Float64 references -------------------------------------------------- */
 /* The float64 reference implementations every device is checked against, on
  * dense row-major host arrays. Used by `seqmix verify` and the tests; they are
@@ -252,6 +326,24 @@ SEQMIX_API seqmix_status seqmix_reference_attention_merge(int n, int64_t batch, 
                                                           const double *const *outs,
                                                           const double *const *lses, double *out,
                                                           double *lse);
+
+/* The recurrent mixers on dense arrays with the layouts above (state may be NULL). */
+SEQMIX_API seqmix_status seqmix_reference_selective_scan(
+    int64_t batch, int64_t tokens, int64_t channels, int64_t state_size, int64_t groups,
+    const double *u, const double *delta, const double *A, const double *Bm, const double *Cm,
+    const double *D_skip, const double *z, const double *delta_bias, double *state, double *y,
+    const seqmix_selective_scan_params *params);
+SEQMIX_API seqmix_status seqmix_reference_ssd(int64_t batch, int64_t tokens, int64_t heads,
+                                              int64_t head_dim, int64_t state_size,
+                                              int64_t groups, const double *x, const double *dt,
+                                              const double *A, const double *Bm, const double *Cm,
+                                              const double *D_skip, const double *z,
+                                              const double *dt_bias, double *state, double *y,
+                                              const seqmix_ssd_params *params);
+SEQMIX_API seqmix_status seqmix_reference_linear_attention(
+    int64_t batch, int64_t tokens, int64_t heads, int64_t key_dim, int64_t value_dim,
+    const double *q, const double *k, const double *v, const double *g, double *state,
+    double *out, const seqmix_linear_attention_params *params);
 
 #ifdef __cplusplus
 }

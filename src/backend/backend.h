@@ -38,6 +38,9 @@ typedef enum sm_op_kind {
   SM_OP_CONV1D_CAUSAL,
   SM_OP_ATTENTION,
   SM_OP_ATTENTION_MERGE,
+  SM_OP_SELECTIVE_SCAN,
+  SM_OP_SSD,
+  SM_OP_LINEAR_ATTENTION,
   SM_OP_KIND_COUNT,
 } sm_op_kind;
 
@@ -97,6 +100,72 @@ typedef struct sm_merge_desc {
   int64_t batch, q_tokens, q_heads, v_head_dim;
 } sm_merge_desc;
 
+/* ---- State-space and linear-recurrent mixers ----
+ * Every tensor may be a strided view (innermost stride 1), state included, so a
+ * state can live inside a larger cache tensor. An absent state (NULL buffer)
+ * means zeros in, final state discarded. Parameter tensors (D_skip, the dt
+ * biases) are F32 or the activations' dtype; A and state are always F32. */
+
+/* Tensor slots of SM_OP_SELECTIVE_SCAN (Mamba-1). u, delta, z, y [B, L, D];
+ * A [D, N]; Bm, Cm [B, L, G, N] (channel d uses group d / (D / G)); D_skip,
+ * delta_bias [D]; state [B, D, N]. Per (b, d), with dt = delta (+ delta_bias,
+ * softplus'd if asked): h[n] = exp(dt A[d,n]) h[n] + dt B[n] u;
+ * y = sum_n C[n] h[n] + D_skip[d] u; y *= silu(z) if z. */
+enum {
+  SM_SCAN_U,
+  SM_SCAN_DELTA,
+  SM_SCAN_A,
+  SM_SCAN_B,
+  SM_SCAN_C,
+  SM_SCAN_D_SKIP,
+  SM_SCAN_Z,
+  SM_SCAN_DELTA_BIAS,
+  SM_SCAN_STATE,
+  SM_SCAN_Y,
+};
+typedef struct sm_scan_desc {
+  int64_t batch, tokens, channels, state_size, groups; /* B, L, D, N, G */
+  bool delta_softplus;
+} sm_scan_desc;
+
+/* Tensor slots of SM_OP_SSD (Mamba-2). x, z, y [B, L, H, P]; dt [B, L, H];
+ * A, D_skip, dt_bias [H]; Bm, Cm [B, L, G, N] (head h uses group h / (H / G));
+ * state [B, H, P, N]. Per (b, h), dt' = dt (+ dt_bias, softplus'd if asked):
+ * h[p,n] = exp(dt' A[h]) h[p,n] + dt' x[p] B[n]; y[p] = sum_n C[n] h[p,n] +
+ * D_skip[h] x[p]; y *= silu(z) if z. This is linear attention with q = C,
+ * k = dt' B, v = x, per-token log-decay dt' A[h], scale 1 and the state stored
+ * transposed ([P, N] = [Dv, Dk]). */
+enum {
+  SM_SSD_X,
+  SM_SSD_DT,
+  SM_SSD_A,
+  SM_SSD_B,
+  SM_SSD_C,
+  SM_SSD_D_SKIP,
+  SM_SSD_Z,
+  SM_SSD_DT_BIAS,
+  SM_SSD_STATE,
+  SM_SSD_Y,
+};
+typedef struct sm_ssd_desc {
+  int64_t batch, tokens, heads, head_dim, state_size, groups; /* B, L, H, P, N, G */
+  bool dt_softplus;
+  int32_t chunk_size; /* tokens per chunk; 0: the backend chooses. A hint: results
+                       * do not depend on it beyond rounding. */
+} sm_ssd_desc;
+
+/* Tensor slots of SM_OP_LINEAR_ATTENTION. q, k [B, L, H, Dk]; v, out
+ * [B, L, H, Dv]; g by decay kind: absent (NONE), [H] (HEAD), [B, L, H] (TOKEN),
+ * [B, L, H, Dk] (VECTOR); state [B, H, Dk, Dv]. Per (b, h):
+ * S_t = diag(exp(g_t)) S_{t-1} + k_t^T v_t; out_t = scale q_t S_t. */
+enum { SM_LA_Q, SM_LA_K, SM_LA_V, SM_LA_G, SM_LA_STATE, SM_LA_OUT };
+typedef struct sm_linear_attention_desc {
+  int64_t batch, tokens, heads, key_dim, value_dim; /* B, L, H, Dk, Dv */
+  float scale;                                      /* resolved (never 0) */
+  seqmix_decay decay;
+  int32_t chunk_size; /* as in sm_ssd_desc */
+} sm_linear_attention_desc;
+
 typedef struct sm_op {
   sm_op_kind kind;
   const char *name; /* the public function, for messages */
@@ -108,6 +177,9 @@ typedef struct sm_op {
     sm_conv1d_desc conv1d;
     sm_attention_desc attention;
     sm_merge_desc merge;
+    sm_scan_desc scan;
+    sm_ssd_desc ssd;
+    sm_linear_attention_desc linear_attention;
   } u;
 } sm_op;
 

@@ -83,6 +83,9 @@ static const char *const op_kind_names[SM_OP_KIND_COUNT] = {
     [SM_OP_CONV1D_CAUSAL] = "conv1d_causal",
     [SM_OP_ATTENTION] = "attention",
     [SM_OP_ATTENTION_MERGE] = "attention_merge",
+    [SM_OP_SELECTIVE_SCAN] = "selective_scan",
+    [SM_OP_SSD] = "ssd",
+    [SM_OP_LINEAR_ATTENTION] = "linear_attention",
 };
 
 uint32_t sm_op_kinds_from_list(const char *list) {

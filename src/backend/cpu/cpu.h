@@ -79,5 +79,8 @@ seqmix_status sm_cpu_copy(sm_device *dev, sm_buffer *src, size_t src_offset, sm_
 seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_selective_scan(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_ssd(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_linear_attention(sm_device *dev, const sm_op *op);
 
 #endif

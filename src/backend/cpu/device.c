@@ -104,6 +104,9 @@ static seqmix_status cpu_launch(sm_device *dev, const sm_op *op) {
   case SM_OP_CONV1D_CAUSAL: return sm_cpu_conv1d(dev, op);
   case SM_OP_ATTENTION: return sm_cpu_attention(dev, op);
   case SM_OP_ATTENTION_MERGE: return sm_cpu_attention_merge(dev, op);
+  case SM_OP_SELECTIVE_SCAN: return sm_cpu_selective_scan(dev, op);
+  case SM_OP_SSD: return sm_cpu_ssd(dev, op);
+  case SM_OP_LINEAR_ATTENTION: return sm_cpu_linear_attention(dev, op);
   case SM_OP_KIND_COUNT: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the cpu backend has no kernel for it", op->name);

@@ -1,0 +1,1 @@
+/* State-space and linear-recurrent mixers (selective scan, SSD, linear attention). */

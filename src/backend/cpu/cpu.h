@@ -47,6 +47,14 @@ typedef struct sm_cpu_kernels {
                  int64_t M, int64_t N, int64_t K);
   /* x[i] = exp(x[i] - sub) (exactly 0 for -inf); returns the sum. */
   float (*exp_sum)(float *x, float sub, int64_t n);
+  /* Selective-scan steps for a block of W channels: for each token t < T and
+   * n < N, h[n][w] = exp(dt[t][w] At[n][w]) h[n][w] + du[t][w] Bt[t][n], and
+   * y[t][w] = sum_n Ct[t][n] h[n][w]. NULL: a portable loop. */
+  void (*scan_chunk)(float *h, const float *At, const float *dt, const float *du, const float *Bt,
+                     const float *Ct, float *y, int64_t T, int64_t W, int64_t N);
+  /* x[i] = log(1 + exp(x[i])); y[i] *= silu(z[i]). NULL: libm loops. */
+  void (*softplus_row)(float *x, int64_t n);
+  void (*silu_mul_row)(float *y, const float *z, int64_t n);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);

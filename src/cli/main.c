@@ -60,7 +60,8 @@ double cli_tolerance(seqmix_dtype dtype) {
   return dtype == SEQMIX_F16 ? 3e-3 : dtype == SEQMIX_BF16 ? 2e-2 : 1e-5;
 }
 
-const cli_op *const cli_ops[] = {&cli_conv1d_op, &cli_attention_op};
+const cli_op *const cli_ops[] = {&cli_conv1d_op, &cli_attention_op, &cli_scan_op, &cli_ssd_op,
+                                 &cli_linattn_op};
 const int cli_op_count = sizeof cli_ops / sizeof cli_ops[0];
 
 const cli_op *cli_find_op(const char *name) {

@@ -242,6 +242,88 @@ TARGET static float exp_sum_avx512(float *x, float sub, int64_t n) {
   return _mm512_reduce_add_ps(sum);
 }
 
+/* exp(x) for x <= 0 as the scan needs it: no clamp (scalef underflows to 0). */
+TARGET static inline __m512 exp_neg_avx512(__m512 x) {
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, n);
+}
+
+/* nb state rows of 16 channels stay in registers across the T tokens. */
+TARGET static inline void scan_rows_avx512(float *h, const float *At, const float *dt,
+                                           const float *du, const float *Bt, const float *Ct,
+                                           float *y, int64_t T, int64_t W, int64_t N, int64_t w,
+                                           int64_t n0, const int nb, __mmask16 m) {
+  __m512 hv[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < nb; ++i) hv[i] = _mm512_maskz_loadu_ps(m, h + (n0 + i) * W + w);
+  for (int64_t t = 0; t < T; ++t) {
+    const __m512 d = _mm512_maskz_loadu_ps(m, dt + t * W + w);
+    const __m512 x = _mm512_maskz_loadu_ps(m, du + t * W + w);
+    __m512 acc = n0 ? _mm512_maskz_loadu_ps(m, y + t * W + w) : _mm512_setzero_ps();
+    const float *bt = Bt + t * N + n0, *ct = Ct + t * N + n0;
+#pragma GCC unroll 16
+    for (int i = 0; i < nb; ++i) {
+      __m512 a = exp_neg_avx512(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, At + (n0 + i) * W + w)));
+      hv[i] = _mm512_fmadd_ps(a, hv[i], _mm512_mul_ps(x, _mm512_set1_ps(bt[i])));
+      acc = _mm512_fmadd_ps(_mm512_set1_ps(ct[i]), hv[i], acc);
+    }
+    _mm512_mask_storeu_ps(y + t * W + w, m, acc);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < nb; ++i) _mm512_mask_storeu_ps(h + (n0 + i) * W + w, m, hv[i]);
+}
+
+TARGET static void scan_chunk_avx512(float *h, const float *At, const float *dt, const float *du,
+                                     const float *Bt, const float *Ct, float *y, int64_t T,
+                                     int64_t W, int64_t N) {
+  for (int64_t w = 0; w < W; w += 16) {
+    const __mmask16 m = W - w >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (W - w)) - 1u);
+    int64_t n0 = 0;
+    for (; n0 + 16 <= N; n0 += 16) scan_rows_avx512(h, At, dt, du, Bt, Ct, y, T, W, N, w, n0, 16, m);
+    for (; n0 + 4 <= N; n0 += 4) scan_rows_avx512(h, At, dt, du, Bt, Ct, y, T, W, N, w, n0, 4, m);
+    for (; n0 < N; ++n0) scan_rows_avx512(h, At, dt, du, Bt, Ct, y, T, W, N, w, n0, 1, m);
+  }
+}
+
+/* log(1 + e^x) = max(x, 0) + log1p(e^-|x|); log1p(e) = 2 atanh(e / (2 + e)), e in (0, 1]. */
+TARGET static void softplus_row_avx512(float *x, int64_t n) {
+  const __m512 big = _mm512_set1_ps(20.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+    __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));
+    __m512 s = _mm512_div_ps(e, _mm512_add_ps(e, _mm512_set1_ps(2.0f))), s2 = _mm512_mul_ps(s, s);
+    __m512 p = _mm512_set1_ps(1.0f / 13);
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f / 11));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f / 9));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f / 7));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f / 5));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f / 3));
+    p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f));
+    __m512 r = _mm512_fmadd_ps(_mm512_add_ps(s, s), p, _mm512_max_ps(v, _mm512_setzero_ps()));
+    r = _mm512_mask_mov_ps(r, _mm512_cmp_ps_mask(v, big, _CMP_GT_OQ), v);
+    _mm512_mask_storeu_ps(x + i, m, r);
+  }
+}
+
+TARGET static void silu_mul_row_avx512(float *y, const float *z, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
+    __m512 g = silu_avx512(_mm512_maskz_loadu_ps(m, z + i));
+    _mm512_mask_storeu_ps(y + i, m, _mm512_mul_ps(g, _mm512_maskz_loadu_ps(m, y + i)));
+  }
+}
+
 const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .isa = "avx512",
     .vector_floats = 16,
@@ -254,6 +336,9 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .scale = scale_avx512,
     .mm_acc = mm_acc_avx512,
     .exp_sum = exp_sum_avx512,
+    .scan_chunk = scan_chunk_avx512,
+    .softplus_row = softplus_row_avx512,
+    .silu_mul_row = silu_mul_row_avx512,
     .load_row = load_row_avx512,
     .store_row = store_row_avx512,
 };

@@ -28,7 +28,7 @@
 #include <string.h>
 
 enum {
-  scan_block = 64,   /* channels a scan task owns */
+  scan_block = 256,   /* channels a scan task owns */
   scan_tokens = 32,  /* tokens converted to f32 at a time */
   default_chunk = 64,
   gla_sub = 16,      /* sub-block of the per-channel decay's intra-chunk scores */
@@ -44,6 +44,10 @@ static const char *ptr(const sm_tensor_ref *r, int64_t i0, int64_t i1, int64_t i
          (size_t)(r->offset + i0 * r->strides[0] + i1 * r->strides[1] + i2 * r->strides[2] +
                   i3 * r->strides[3]) *
              esize(r->dtype);
+}
+
+static void prefetch_row(const sm_tensor_ref *r, const char *p, int64_t n) {
+  for (size_t off = 0; off < (size_t)n * esize(r->dtype); off += 64) __builtin_prefetch(p + off);
 }
 
 static void load(const sm_cpu_kernels *k, const sm_tensor_ref *r, const char *src, int64_t n,
@@ -166,6 +170,11 @@ static void scan_task(void *arg, int64_t task, int worker) {
     const int64_t T = d->tokens - t0 < scan_tokens ? d->tokens - t0 : scan_tokens;
     for (int64_t t = 0; t < T; ++t) {
       float *dtt = dt + t * W, *ur = ut + t * W, *dur = du + t * W;
+      if (t0 + t + scan_tokens < d->tokens) { /* the rows of the next chunk */
+        prefetch_row(delta, ptr(delta, b, t0 + t + scan_tokens, c0, 0), W);
+        prefetch_row(u, ptr(u, b, t0 + t + scan_tokens, c0, 0), W);
+        if (z->buffer) prefetch_row(z, ptr(z, b, t0 + t + scan_tokens, c0, 0), W);
+      }
       load(k, delta, ptr(delta, b, t0 + t, c0, 0), W, dtt);
       load(k, u, ptr(u, b, t0 + t, c0, 0), W, ur);
       for (int64_t w = 0; w < W; ++w) dtt[w] += dbias[w];

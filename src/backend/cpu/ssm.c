@@ -341,89 +341,144 @@ static void recurrent_task(const chunk_job *j, int64_t b, int64_t h, float *w) {
   }
 }
 
+/* dst[c][r] = src[r][c] for r < rows, c < cols (8 x 8 blocks). */
+static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds, int64_t rows,
+                      int64_t cols) {
+  for (int64_t r0 = 0; r0 < rows; r0 += 8)
+    for (int64_t c0 = 0; c0 < cols; c0 += 8) {
+      const int64_t r1 = r0 + 8 < rows ? r0 + 8 : rows, c1 = c0 + 8 < cols ? c0 + 8 : cols;
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) dst[c * ldd + r] = src[r * lds + c];
+    }
+}
+
+/* Rows i of A [n x Dk] scaled per element by e^{a[i][c] - ref[c]} (ref NULL: 0), or
+ * by e^{ref[c] - a[i][c]} when negate, into dst; na == 1 broadcasts one log-decay per
+ * row. Callers pick ref so that every exponent is <= 0 (or bounded, see below). */
+static void decayed_rows(const sm_cpu_kernels *k, float *dst, const float *A, const float *a,
+                         int64_t na, const float *ref, int64_t n, int64_t Dk, bool negate) {
+  for (int64_t i = 0; i < n; ++i) {
+    float *d = dst + i * Dk;
+    for (int64_t c = 0; c < Dk; ++c) {
+      const float e = a[i * na + (na > 1 ? c : 0)] - (ref ? ref[na > 1 ? c : 0] : 0.0f);
+      d[c] = negate ? -e : e;
+    }
+    exp_row(k, d, Dk);
+    for (int64_t c = 0; c < Dk; ++c) d[c] *= A[i * Dk + c];
+  }
+}
+
+/* Largest per-channel log-decay within a chunk (a is cumulative, falling). */
+static float decay_span(const float *a, int64_t na, int64_t n) {
+  float span = 0.0f;
+  for (int64_t c = 0; c < na; ++c)
+    if (a[c] - a[(n - 1) * na + c] > span) span = a[c] - a[(n - 1) * na + c];
+  return span;
+}
+
+/* P[i][j] for j <= i of row blocks of 16 (lower blocks only) from Qi and KT. */
+static void lower_scores(const sm_cpu_kernels *k, float *P, int64_t T, const float *Qi,
+                         const float *KT, int64_t ldk, int64_t n, int64_t Dk) {
+  for (int64_t I = 0; I < n; I += 16) {
+    const int64_t ni = n - I < 16 ? n - I : 16;
+    k->mm_acc(P + I * T, T, Qi + I * Dk, Dk, KT, ldk, ni, I + ni, Dk);
+  }
+}
+
+/* Per-channel decays too strong to factor through one reference token: q_i and k_j
+ * meet through a reference between their 16-token sub-blocks (exponents <= 0 on
+ * both sides), and diagonal sub-blocks take exact per-pair factors. */
+static void exact_vector_scores(const sm_cpu_kernels *k, float *P, int64_t T, const float *Q,
+                                const float *K, const float *a, int64_t n, int64_t Dk, float *Qd,
+                                float *KdT, float *tmp) {
+  for (int64_t I = 0; I < n; I += gla_sub) {
+    const int64_t ni = n - I < gla_sub ? n - I : gla_sub;
+    for (int64_t J = 0; J < I; J += gla_sub) {
+      const float *ar = a + (J + gla_sub - 1) * Dk;
+      decayed_rows(k, Qd, Q + I * Dk, a + I * Dk, Dk, ar, ni, Dk, false);
+      for (int64_t jj = 0; jj < gla_sub; ++jj) {
+        for (int64_t c = 0; c < Dk; ++c) tmp[c] = ar[c] - a[(J + jj) * Dk + c];
+        exp_row(k, tmp, Dk);
+        for (int64_t c = 0; c < Dk; ++c) KdT[c * gla_sub + jj] = tmp[c] * K[(J + jj) * Dk + c];
+      }
+      k->mm_acc(P + I * T + J, T, Qd, Dk, KdT, gla_sub, ni, gla_sub, Dk);
+    }
+    for (int64_t i = 0; i < ni; ++i)
+      for (int64_t jj = 0; jj <= i; ++jj) {
+        const float *ai = a + (I + i) * Dk, *aj = a + (I + jj) * Dk;
+        for (int64_t c = 0; c < Dk; ++c) tmp[c] = ai[c] - aj[c];
+        exp_row(k, tmp, Dk);
+        for (int64_t c = 0; c < Dk; ++c) tmp[c] *= K[(I + jj) * Dk + c];
+        P[(I + i) * T + I + jj] = k->dot(Q + (I + i) * Dk, tmp, Dk);
+      }
+  }
+}
+
 /* One (b, h) over all chunks. */
 static void chunked_task(const chunk_job *j, int64_t b, int64_t h, float *w) {
   const int64_t Dk = j->Dk, Dv = j->Dv, T = j->T;
   const sm_cpu_kernels *k = j->k;
   const bool vector = j->decay == SEQMIX_DECAY_VECTOR;
-  const int64_t na = vector ? Dk : 1; /* log-decay values per token */
-  const int64_t kt = T > gla_sub ? T : gla_sub; /* columns of KdT */
+  const int64_t na = vector ? Dk : 1;           /* log-decay values per token */
+  const int64_t kt = T > gla_sub ? T : gla_sub; /* columns of KT and KdT */
   float *S = w, *Q = S + Dk * Dv, *K = Q + T * Dk, *V = K + T * Dk, *a = V + T * Dv,
-        *O = a + T * na, *P = O + T * Dv, *Qd = P + T * T, *KdT = Qd + T * Dk, *tmp = KdT + Dk * kt,
-        *aT = tmp + T + Dk + Dv;
+        *O = a + T * na, *P = O + T * Dv, *Qd = P + T * T, *KT = Qd + T * Dk, *KdT = KT + Dk * kt,
+        *Vd = KdT + Dk * kt, *tmp = Vd + T * (Dk > Dv ? Dk : Dv), *aT = tmp + T + Dk + Dv;
   state_in(j, b, h, S);
   for (int64_t t0 = 0; t0 < j->L; t0 += T) {
     const int64_t n = j->L - t0 < T ? j->L - t0 : T;
-    /* Inputs and cumulative log-decays. */
     for (int64_t t = 0; t < n; ++t) {
       load_token(j, b, h, t0 + t, Q + t * Dk, K + t * Dk, V + t * Dv, a + t * na);
       if (t)
         for (int64_t c = 0; c < na; ++c) a[t * na + c] += a[(t - 1) * na + c];
     }
     const float *alast = a + (n - 1) * na;
-    memset(O, 0, (size_t)(n * Dv) * sizeof *O);
     /* Intra-chunk scores P[i][j], j <= i, with their decay factors. */
     memset(P, 0, (size_t)(n * T) * sizeof *P);
+    transpose(KT, kt, K, Dk, n, Dk);
     if (!vector) {
-      for (int64_t jj = 0; jj < n; ++jj)
-        for (int64_t c = 0; c < Dk; ++c) KdT[c * T + jj] = K[jj * Dk + c];
-      k->mm_acc(P, T, Q, Dk, KdT, T, n, n, Dk);
+      lower_scores(k, P, T, Q, KT, kt, n, Dk);
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t jj = 0; jj <= i; ++jj) tmp[jj] = a[i] - a[jj];
         exp_row(k, tmp, i + 1);
-        float *row = P + i * T;
-        for (int64_t jj = 0; jj <= i; ++jj) row[jj] *= tmp[jj];
-        for (int64_t jj = i + 1; jj < n; ++jj) row[jj] = 0.0f;
+        for (int64_t jj = 0; jj <= i; ++jj) P[i * T + jj] *= tmp[jj];
       }
+    } else if (decay_span(a, Dk, n) <= 60.0f) {
+      /* Through token 0: q_i e^{a_i - a_0} (<= 1) and k_j e^{a_0 - a_j} (<= e^60). */
+      decayed_rows(k, Qd, Q, a, Dk, a, n, Dk, false);
+      decayed_rows(k, Vd, K, a, Dk, a, n, Dk, true); /* Vd holds the keys for now */
+      transpose(KdT, kt, Vd, Dk, n, Dk);
+      lower_scores(k, P, T, Qd, KdT, kt, n, Dk);
     } else {
-      for (int64_t I = 0; I < n; I += gla_sub) {
-        const int64_t ni = n - I < gla_sub ? n - I : gla_sub;
-        /* Off-diagonal sub-blocks J < I, reference token r = J + gla_sub - 1. */
-        for (int64_t J = 0; J < I; J += gla_sub) {
-          const float *ar = a + (J + gla_sub - 1) * Dk;
-          for (int64_t i = 0; i < ni; ++i) {
-            float *qd = Qd + i * Dk;
-            for (int64_t c = 0; c < Dk; ++c) qd[c] = a[(I + i) * Dk + c] - ar[c];
-            exp_row(k, qd, Dk);
-            for (int64_t c = 0; c < Dk; ++c) qd[c] *= Q[(I + i) * Dk + c];
-          }
-          for (int64_t jj = 0; jj < gla_sub; ++jj) {
-            for (int64_t c = 0; c < Dk; ++c) tmp[c] = ar[c] - a[(J + jj) * Dk + c];
-            exp_row(k, tmp, Dk);
-            for (int64_t c = 0; c < Dk; ++c) KdT[c * gla_sub + jj] = tmp[c] * K[(J + jj) * Dk + c];
-          }
-          k->mm_acc(P + I * T + J, T, Qd, Dk, KdT, gla_sub, ni, gla_sub, Dk);
-        }
-        /* The diagonal sub-block with exact per-pair factors. */
-        for (int64_t i = 0; i < ni; ++i)
-          for (int64_t jj = 0; jj <= i; ++jj) {
-            const float *ai = a + (I + i) * Dk, *aj = a + (I + jj) * Dk;
-            for (int64_t c = 0; c < Dk; ++c) tmp[c] = ai[c] - aj[c];
-            exp_row(k, tmp, Dk);
-            for (int64_t c = 0; c < Dk; ++c) tmp[c] *= K[(I + jj) * Dk + c];
-            P[(I + i) * T + I + jj] = k->dot(Q + (I + i) * Dk, tmp, Dk);
-          }
-      }
+      exact_vector_scores(k, P, T, Q, K, a, n, Dk, Qd, KdT, tmp);
     }
-    k->mm_acc(O, Dv, P, T, V, Dv, n, Dv, n);
+    for (int64_t i = 0; i < n; ++i) /* the upper triangle of diagonal blocks */
+      memset(P + i * T + i + 1, 0, (size_t)((i | 15) < n - 1 ? (i | 15) - i : n - 1 - i) * sizeof *P);
+    memset(O, 0, (size_t)(n * Dv) * sizeof *O);
+    for (int64_t I = 0; I < n; I += 16) {
+      const int64_t ni = n - I < 16 ? n - I : 16;
+      k->mm_acc(O + I * Dv, Dv, P + I * T, T, V, Dv, ni, Dv, I + ni);
+    }
     /* Inter-chunk: O += (q_i e^{a_i}) S. */
-    for (int64_t i = 0; i < n; ++i) {
-      float *qd = Qd + i * Dk;
-      for (int64_t c = 0; c < Dk; ++c) qd[c] = a[i * na + (vector ? c : 0)];
-      exp_row(k, qd, Dk);
-      for (int64_t c = 0; c < Dk; ++c) qd[c] *= Q[i * Dk + c];
-    }
+    decayed_rows(k, Qd, Q, a, na, NULL, n, Dk, false);
     k->mm_acc(O, Dv, Qd, Dk, S, Dv, n, Dv, Dk);
-    /* State: S = e^{a_T} S + sum_j (k_j e^{a_T - a_j})^T v_j. */
-    for (int64_t jj = 0; jj < n; ++jj) {
-      for (int64_t c = 0; c < na; ++c) tmp[c] = alast[c] - a[jj * na + c];
-      exp_row(k, tmp, na);
-      for (int64_t c = 0; c < Dk; ++c) KdT[c * T + jj] = K[jj * Dk + c] * tmp[vector ? c : 0];
-    }
+    /* State: S = e^{a_T} S + sum_j e^{a_T - a_j} k_j^T v_j. */
     memcpy(aT, alast, (size_t)na * sizeof *aT);
     exp_row(k, aT, na);
     for (int64_t c = 0; c < Dk; ++c) k->scale(S + c * Dv, aT[vector ? c : 0], Dv);
-    k->mm_acc(S, Dv, KdT, T, V, Dv, Dk, Dv, n);
+    if (vector) {
+      decayed_rows(k, Vd, K, a, Dk, alast, n, Dk, true);
+      transpose(KdT, kt, Vd, Dk, n, Dk);
+      k->mm_acc(S, Dv, KdT, kt, V, Dv, Dk, Dv, n);
+    } else {
+      for (int64_t jj = 0; jj < n; ++jj) tmp[jj] = alast[0] - a[jj];
+      exp_row(k, tmp, n);
+      for (int64_t jj = 0; jj < n; ++jj) {
+        memcpy(Vd + jj * Dv, V + jj * Dv, (size_t)Dv * sizeof *Vd);
+        k->scale(Vd + jj * Dv, tmp[jj], Dv);
+      }
+      k->mm_acc(S, Dv, KT, kt, Vd, Dv, Dk, Dv, n);
+    }
     for (int64_t t = 0; t < n; ++t) {
       float *o = O + t * Dv;
       if (!j->ssd) k->scale(o, j->scale, Dv);
@@ -447,7 +502,8 @@ static seqmix_status run_chunked(sm_device *dev, const sm_op *op, chunk_job *j, 
   j->T = chunk > 0 ? chunk : default_chunk;
   const size_t Dk = (size_t)j->Dk, Dv = (size_t)j->Dv, T = (size_t)j->T;
   const size_t kt = T > gla_sub ? T : gla_sub;
-  size_t floats = Dk * Dv + T * (4 * Dk + 2 * Dv + T) + Dk * kt + T + 2 * Dk + Dv;
+  size_t floats = Dk * Dv + T * (4 * Dk + 2 * Dv + T + (Dk > Dv ? Dk : Dv)) + 2 * Dk * kt + T +
+                  2 * Dk + Dv;
   const size_t rec = 4 * Dk + 3 * Dv + Dk * Dv;
   if (rec > floats) floats = rec;
   seqmix_status st = scratch_make(op, sm_pool_threads(dev->pool), floats, &j->s);

@@ -52,6 +52,12 @@ typedef struct sm_cpu_kernels {
    * y[t][w] = sum_n Ct[t][n] h[n][w]. NULL: a portable loop. */
   void (*scan_chunk)(float *h, const float *At, const float *dt, const float *du, const float *Bt,
                      const float *Ct, float *y, int64_t T, int64_t W, int64_t N);
+  /* One token for W channels whose states are rows of N floats (decode): for
+   * w < W, h_w = exp(dt[w] A_w) h_w + du[w] B; y[w] = C . h_w, with row w of h
+   * at h + w * ldh and of A at A + w * lda. NULL: a portable loop. */
+  void (*scan_step)(float *h, int64_t ldh, const float *A, int64_t lda, const float *dt,
+                    const float *du, const float *B, const float *C, float *y, int64_t W,
+                    int64_t N);
   /* x[i] = log(1 + exp(x[i])); y[i] *= silu(z[i]). NULL: libm loops. */
   void (*softplus_row)(float *x, int64_t n);
   void (*silu_mul_row)(float *y, const float *z, int64_t n);

@@ -295,6 +295,28 @@ TARGET static void scan_chunk_avx512(float *h, const float *At, const float *dt,
   }
 }
 
+TARGET static void scan_step_avx512(float *h, int64_t ldh, const float *A, int64_t lda,
+                                    const float *dt, const float *du, const float *B,
+                                    const float *C, float *y, int64_t W, int64_t N) {
+  for (int64_t w = 0; w < W; ++w) {
+    const __m512 d = _mm512_set1_ps(dt[w]), x = _mm512_set1_ps(du[w]);
+    float *hw = h + w * ldh;
+    const float *aw = A + w * lda;
+    if (w + 16 < W) /* the state streams from memory: ask for it early */
+      for (int64_t n = 0; n < N; n += 16) _mm_prefetch((const char *)(hw + 16 * ldh + n), _MM_HINT_T0);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t n = 0; n < N; n += 16) {
+      const __mmask16 m = N - n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - n)) - 1u);
+      __m512 a = exp_neg_avx512(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, aw + n)));
+      __m512 hv = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, hw + n),
+                                  _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, B + n)));
+      _mm512_mask_storeu_ps(hw + n, m, hv);
+      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, C + n), hv, acc);
+    }
+    y[w] = _mm512_reduce_add_ps(acc);
+  }
+}
+
 /* log(1 + e^x) = max(x, 0) + log1p(e^-|x|); log1p(e) = 2 atanh(e / (2 + e)), e in (0, 1]. */
 TARGET static void softplus_row_avx512(float *x, int64_t n) {
   const __m512 big = _mm512_set1_ps(20.0f);
@@ -337,6 +359,7 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .mm_acc = mm_acc_avx512,
     .exp_sum = exp_sum_avx512,
     .scan_chunk = scan_chunk_avx512,
+    .scan_step = scan_step_avx512,
     .softplus_row = softplus_row_avx512,
     .silu_mul_row = silu_mul_row_avx512,
     .load_row = load_row_avx512,

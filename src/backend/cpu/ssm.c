@@ -138,6 +138,34 @@ static void scan_chunk_c(float *h, const float *At, const float *dt, const float
   }
 }
 
+/* y row of token t: + D_skip u, * silu(z), stored. zt is scratch for z. */
+static void scan_epilogue(const scan_job *job, int64_t b, int64_t t, int64_t c0, int64_t W,
+                          float *yr, const float *ur, const float *dskip, float *zt) {
+  const sm_op *op = job->op;
+  const sm_cpu_kernels *k = job->k;
+  const sm_tensor_ref *z = &op->tensors[SM_SCAN_Z], *y = &op->tensors[SM_SCAN_Y];
+  if (op->tensors[SM_SCAN_D_SKIP].buffer)
+    for (int64_t w = 0; w < W; ++w) yr[w] += dskip[w] * ur[w];
+  if (z->buffer) {
+    load(k, z, ptr(z, b, t, c0, 0), W, zt);
+    silu_gate(k, yr, zt, W);
+  }
+  store(k, y, yr, W, (char *)ptr(y, b, t, c0, 0));
+}
+
+static void scan_step_c(float *h, int64_t ldh, const float *A, int64_t lda, const float *dt,
+                        const float *du, const float *B, const float *C, float *y, int64_t W,
+                        int64_t N) {
+  for (int64_t w = 0; w < W; ++w) {
+    float *hw = h + w * ldh, acc = 0.0f;
+    for (int64_t n = 0; n < N; ++n) {
+      hw[n] = expf(dt[w] * A[w * lda + n]) * hw[n] + du[w] * B[n];
+      acc += C[n] * hw[n];
+    }
+    y[w] = acc;
+  }
+}
+
 static void scan_task(void *arg, int64_t task, int worker) {
   const scan_job *job = arg;
   const sm_scan_desc *d = job->d;
@@ -147,7 +175,7 @@ static void scan_task(void *arg, int64_t task, int worker) {
                       *A = &op->tensors[SM_SCAN_A], *Bm = &op->tensors[SM_SCAN_B],
                       *Cm = &op->tensors[SM_SCAN_C], *Dskip = &op->tensors[SM_SCAN_D_SKIP],
                       *z = &op->tensors[SM_SCAN_Z], *bias = &op->tensors[SM_SCAN_DELTA_BIAS],
-                      *state = &op->tensors[SM_SCAN_STATE], *y = &op->tensors[SM_SCAN_Y];
+                      *state = &op->tensors[SM_SCAN_STATE];
   const int64_t N = d->state_size, per_task = job->blocks_per_group * d->groups;
   const int64_t b = task / per_task, g = task % per_task / job->blocks_per_group;
   const int64_t blk = task % job->blocks_per_group;
@@ -161,11 +189,30 @@ static void scan_task(void *arg, int64_t task, int worker) {
   for (int64_t w = 0; w < W; ++w) {
     dbias[w] = param(bias, c0 + w);
     dskip[w] = param(Dskip, c0 + w);
+  }
+  if (d->tokens == 1) {
+    /* Decode: the state rows advance in place (or zero rows in scratch). */
+    float *hs = state->buffer ? (float *)ptr(state, b, c0, 0, 0) : h;
+    const int64_t ldh = state->buffer ? state->strides[1] : N;
+    if (!state->buffer) memset(h, 0, (size_t)(W * N) * sizeof *h);
+    load(k, delta, ptr(delta, b, 0, c0, 0), W, dt);
+    load(k, u, ptr(u, b, 0, c0, 0), W, ut);
+    for (int64_t w = 0; w < W; ++w) dt[w] += dbias[w];
+    if (d->delta_softplus) softplus_row(k, dt, W);
+    for (int64_t w = 0; w < W; ++w) du[w] = dt[w] * ut[w];
+    load(k, Bm, ptr(Bm, b, 0, g, 0), N, Bt);
+    load(k, Cm, ptr(Cm, b, 0, g, 0), N, Ct);
+    const float *Arow = (const float *)ptr(A, c0, 0, 0, 0);
+    (k->scan_step ? k->scan_step : scan_step_c)(hs, ldh, Arow, A->strides[0], dt, du, Bt, Ct, yt,
+                                                W, N);
+    scan_epilogue(job, b, 0, c0, W, yt, ut, dskip, zt);
+    return;
+  }
+  for (int64_t w = 0; w < W; ++w)
     for (int64_t n = 0; n < N; ++n) {
       At[n * W + w] = *(const float *)ptr(A, c0 + w, n, 0, 0);
       h[n * W + w] = state->buffer ? *(const float *)ptr(state, b, c0 + w, n, 0) : 0.0f;
     }
-  }
   for (int64_t t0 = 0; t0 < d->tokens; t0 += scan_tokens) {
     const int64_t T = d->tokens - t0 < scan_tokens ? d->tokens - t0 : scan_tokens;
     for (int64_t t = 0; t < T; ++t) {
@@ -185,16 +232,8 @@ static void scan_task(void *arg, int64_t task, int worker) {
     }
     if (k->scan_chunk) k->scan_chunk(h, At, dt, du, Bt, Ct, yt, T, W, N);
     else scan_chunk_c(h, At, dt, du, Bt, Ct, yt, T, W, N);
-    for (int64_t t = 0; t < T; ++t) {
-      float *yr = yt + t * W;
-      if (Dskip->buffer)
-        for (int64_t w = 0; w < W; ++w) yr[w] += dskip[w] * ut[t * W + w];
-      if (z->buffer) {
-        load(k, z, ptr(z, b, t0 + t, c0, 0), W, zt);
-        silu_gate(k, yr, zt, W);
-      }
-      store(k, y, yr, W, (char *)ptr(y, b, t0 + t, c0, 0));
-    }
+    for (int64_t t = 0; t < T; ++t)
+      scan_epilogue(job, b, t0 + t, c0, W, yt + t * W, ut + t * W, dskip, zt);
   }
   if (state->buffer)
     for (int64_t w = 0; w < W; ++w)

@@ -7,9 +7,10 @@
 
 #define TARGET __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")))
 
-/* exp(x) as in kernels_avx2.c; scalef applies 2^n without integer tricks. */
-TARGET static inline __m512 exp_avx512(__m512 x) {
-  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+/* exp(x) as in kernels_avx2.c; scalef applies 2^n without integer tricks and
+ * underflows to 0 for very negative x (so the scan, whose exponents are <= 0,
+ * calls it unclamped). */
+TARGET static inline __m512 exp_unclamped_avx512(__m512 x) {
   __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -22,6 +23,11 @@ TARGET static inline __m512 exp_avx512(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
   p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
   return _mm512_scalef_ps(p, n);
+}
+
+TARGET static inline __m512 exp_avx512(__m512 x) {
+  x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+  return exp_unclamped_avx512(x);
 }
 
 TARGET static inline __m512 silu_avx512(__m512 v) {
@@ -242,22 +248,6 @@ TARGET static float exp_sum_avx512(float *x, float sub, int64_t n) {
   return _mm512_reduce_add_ps(sum);
 }
 
-/* exp(x) for x <= 0 as the scan needs it: no clamp (scalef underflows to 0). */
-TARGET static inline __m512 exp_neg_avx512(__m512 x) {
-  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-  return _mm512_scalef_ps(p, n);
-}
-
 /* nb state rows of 16 channels stay in registers across the T tokens. */
 TARGET static inline void scan_rows_avx512(float *h, const float *At, const float *dt,
                                            const float *du, const float *Bt, const float *Ct,
@@ -273,7 +263,7 @@ TARGET static inline void scan_rows_avx512(float *h, const float *At, const floa
     const float *bt = Bt + t * N + n0, *ct = Ct + t * N + n0;
 #pragma GCC unroll 16
     for (int i = 0; i < nb; ++i) {
-      __m512 a = exp_neg_avx512(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, At + (n0 + i) * W + w)));
+      __m512 a = exp_unclamped_avx512(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, At + (n0 + i) * W + w)));
       hv[i] = _mm512_fmadd_ps(a, hv[i], _mm512_mul_ps(x, _mm512_set1_ps(bt[i])));
       acc = _mm512_fmadd_ps(_mm512_set1_ps(ct[i]), hv[i], acc);
     }
@@ -307,7 +297,7 @@ TARGET static void scan_step_avx512(float *h, int64_t ldh, const float *A, int64
     __m512 acc = _mm512_setzero_ps();
     for (int64_t n = 0; n < N; n += 16) {
       const __mmask16 m = N - n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - n)) - 1u);
-      __m512 a = exp_neg_avx512(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, aw + n)));
+      __m512 a = exp_unclamped_avx512(_mm512_mul_ps(d, _mm512_maskz_loadu_ps(m, aw + n)));
       __m512 hv = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m, hw + n),
                                   _mm512_mul_ps(x, _mm512_maskz_loadu_ps(m, B + n)));
       _mm512_mask_storeu_ps(hw + n, m, hv);
@@ -323,7 +313,7 @@ TARGET static void softplus_row_avx512(float *x, int64_t n) {
   for (int64_t i = 0; i < n; i += 16) {
     __mmask16 m = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1u);
     __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-    __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));
+    __m512 e = exp_unclamped_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(v)));
     __m512 s = _mm512_div_ps(e, _mm512_add_ps(e, _mm512_set1_ps(2.0f))), s2 = _mm512_mul_ps(s, s);
     __m512 p = _mm512_set1_ps(1.0f / 13);
     p = _mm512_fmadd_ps(p, s2, _mm512_set1_ps(1.0f / 11));

@@ -153,6 +153,24 @@ static void scan_epilogue(const scan_job *job, int64_t b, int64_t t, int64_t c0,
   store(k, y, yr, W, (char *)ptr(y, b, t, c0, 0));
 }
 
+/* Token t's inputs for channels c0..c0+W of group g as f32 rows: dt (with its
+ * bias and softplus), u, dt * u, and the group's B and C. */
+static void scan_inputs(const scan_job *job, int64_t b, int64_t t, int64_t c0, int64_t g,
+                        int64_t W, const float *dbias, float *dt, float *ur, float *du, float *Bt,
+                        float *Ct) {
+  const sm_op *op = job->op;
+  const sm_cpu_kernels *k = job->k;
+  const sm_tensor_ref *u = &op->tensors[SM_SCAN_U], *delta = &op->tensors[SM_SCAN_DELTA],
+                      *Bm = &op->tensors[SM_SCAN_B], *Cm = &op->tensors[SM_SCAN_C];
+  load(k, delta, ptr(delta, b, t, c0, 0), W, dt);
+  load(k, u, ptr(u, b, t, c0, 0), W, ur);
+  for (int64_t w = 0; w < W; ++w) dt[w] += dbias[w];
+  if (job->d->delta_softplus) softplus_row(k, dt, W);
+  for (int64_t w = 0; w < W; ++w) du[w] = dt[w] * ur[w];
+  load(k, Bm, ptr(Bm, b, t, g, 0), job->d->state_size, Bt);
+  load(k, Cm, ptr(Cm, b, t, g, 0), job->d->state_size, Ct);
+}
+
 static void scan_step_c(float *h, int64_t ldh, const float *A, int64_t lda, const float *dt,
                         const float *du, const float *B, const float *C, float *y, int64_t W,
                         int64_t N) {
@@ -172,8 +190,7 @@ static void scan_task(void *arg, int64_t task, int worker) {
   const sm_op *op = job->op;
   const sm_cpu_kernels *k = job->k;
   const sm_tensor_ref *u = &op->tensors[SM_SCAN_U], *delta = &op->tensors[SM_SCAN_DELTA],
-                      *A = &op->tensors[SM_SCAN_A], *Bm = &op->tensors[SM_SCAN_B],
-                      *Cm = &op->tensors[SM_SCAN_C], *Dskip = &op->tensors[SM_SCAN_D_SKIP],
+                      *A = &op->tensors[SM_SCAN_A], *Dskip = &op->tensors[SM_SCAN_D_SKIP],
                       *z = &op->tensors[SM_SCAN_Z], *bias = &op->tensors[SM_SCAN_DELTA_BIAS],
                       *state = &op->tensors[SM_SCAN_STATE];
   const int64_t N = d->state_size, per_task = job->blocks_per_group * d->groups;
@@ -195,13 +212,7 @@ static void scan_task(void *arg, int64_t task, int worker) {
     float *hs = state->buffer ? (float *)ptr(state, b, c0, 0, 0) : h;
     const int64_t ldh = state->buffer ? state->strides[1] : N;
     if (!state->buffer) memset(h, 0, (size_t)(W * N) * sizeof *h);
-    load(k, delta, ptr(delta, b, 0, c0, 0), W, dt);
-    load(k, u, ptr(u, b, 0, c0, 0), W, ut);
-    for (int64_t w = 0; w < W; ++w) dt[w] += dbias[w];
-    if (d->delta_softplus) softplus_row(k, dt, W);
-    for (int64_t w = 0; w < W; ++w) du[w] = dt[w] * ut[w];
-    load(k, Bm, ptr(Bm, b, 0, g, 0), N, Bt);
-    load(k, Cm, ptr(Cm, b, 0, g, 0), N, Ct);
+    scan_inputs(job, b, 0, c0, g, W, dbias, dt, ut, du, Bt, Ct);
     const float *Arow = (const float *)ptr(A, c0, 0, 0, 0);
     (k->scan_step ? k->scan_step : scan_step_c)(hs, ldh, Arow, A->strides[0], dt, du, Bt, Ct, yt,
                                                 W, N);
@@ -216,19 +227,14 @@ static void scan_task(void *arg, int64_t task, int worker) {
   for (int64_t t0 = 0; t0 < d->tokens; t0 += scan_tokens) {
     const int64_t T = d->tokens - t0 < scan_tokens ? d->tokens - t0 : scan_tokens;
     for (int64_t t = 0; t < T; ++t) {
-      float *dtt = dt + t * W, *ur = ut + t * W, *dur = du + t * W;
-      if (t0 + t + scan_tokens < d->tokens) { /* the rows of the next chunk */
-        prefetch_row(delta, ptr(delta, b, t0 + t + scan_tokens, c0, 0), W);
-        prefetch_row(u, ptr(u, b, t0 + t + scan_tokens, c0, 0), W);
-        if (z->buffer) prefetch_row(z, ptr(z, b, t0 + t + scan_tokens, c0, 0), W);
+      const int64_t next = t0 + t + scan_tokens; /* prefetch the next chunk's rows */
+      if (next < d->tokens) {
+        prefetch_row(delta, ptr(delta, b, next, c0, 0), W);
+        prefetch_row(u, ptr(u, b, next, c0, 0), W);
+        if (z->buffer) prefetch_row(z, ptr(z, b, next, c0, 0), W);
       }
-      load(k, delta, ptr(delta, b, t0 + t, c0, 0), W, dtt);
-      load(k, u, ptr(u, b, t0 + t, c0, 0), W, ur);
-      for (int64_t w = 0; w < W; ++w) dtt[w] += dbias[w];
-      if (d->delta_softplus) softplus_row(k, dtt, W);
-      for (int64_t w = 0; w < W; ++w) dur[w] = dtt[w] * ur[w];
-      load(k, Bm, ptr(Bm, b, t0 + t, g, 0), N, Bt + t * N);
-      load(k, Cm, ptr(Cm, b, t0 + t, g, 0), N, Ct + t * N);
+      scan_inputs(job, b, t0 + t, c0, g, W, dbias, dt + t * W, ut + t * W, du + t * W, Bt + t * N,
+                  Ct + t * N);
     }
     if (k->scan_chunk) k->scan_chunk(h, At, dt, du, Bt, Ct, yt, T, W, N);
     else scan_chunk_c(h, At, dt, du, Bt, Ct, yt, T, W, N);

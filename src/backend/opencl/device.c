@@ -304,6 +304,9 @@ static bool opencl_supports(sm_device *dev, const sm_op *op) {
   case SM_OP_CONV1D_CAUSAL: return sm_cl_conv1d_supports(dev, op);
   case SM_OP_ATTENTION:
   case SM_OP_ATTENTION_MERGE: return sm_cl_attention_supports(dev, op);
+  case SM_OP_SELECTIVE_SCAN:
+  case SM_OP_SSD:
+  case SM_OP_LINEAR_ATTENTION: return sm_cl_ssm_supports(dev, op);
   default: return false; /* the CPU fallback runs the rest */
   }
 }
@@ -313,6 +316,9 @@ static seqmix_status opencl_launch(sm_device *dev, const sm_op *op) {
   case SM_OP_CONV1D_CAUSAL: return sm_cl_conv1d_launch(dev, op);
   case SM_OP_ATTENTION:
   case SM_OP_ATTENTION_MERGE: return sm_cl_attention_launch(dev, op);
+  case SM_OP_SELECTIVE_SCAN:
+  case SM_OP_SSD:
+  case SM_OP_LINEAR_ATTENTION: return sm_cl_ssm_launch(dev, op);
   default: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the opencl backend has no kernel for it", op->name);

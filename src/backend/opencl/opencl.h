@@ -7,6 +7,7 @@
  *            binaries cached on disk, kernels cached per device
  * conv1d.c   SM_OP_CONV1D_CAUSAL (cl/conv1d.cl)
  * attention.c SM_OP_ATTENTION, SM_OP_ATTENTION_MERGE (cl/attention.cl)
+ * ssm.c      SM_OP_SELECTIVE_SCAN, SM_OP_SSD, SM_OP_LINEAR_ATTENTION (cl/ssm.cl)
  *
  * The stream is one in-order command queue per open device: every enqueue is
  * ordered after the previous one, so ops need no events. Writes and reads
@@ -114,6 +115,20 @@ void sm_cl_arg(sm_cl_args *args, size_t size, const void *value);
 /* A buffer argument: an absent buffer binds the device's dummy buffer. */
 void sm_cl_arg_buffer(sm_device *dev, sm_cl_args *args, const sm_buffer *buf);
 
+/* Scalar arguments by their OpenCL C type (long, int, float). */
+static inline void sm_cl_arg_long(sm_cl_args *args, int64_t v) {
+  cl_long l = (cl_long)v;
+  sm_cl_arg(args, sizeof l, &l);
+}
+static inline void sm_cl_arg_int(sm_cl_args *args, int64_t v) {
+  cl_int i = (cl_int)v;
+  sm_cl_arg(args, sizeof i, &i);
+}
+static inline void sm_cl_arg_float(sm_cl_args *args, float v) {
+  cl_float f = v;
+  sm_cl_arg(args, sizeof f, &f);
+}
+
 /* Enqueues an NDRange launch on the device's queue. */
 seqmix_status sm_cl_enqueue(sm_device *dev, const sm_cl_kernel *kernel, cl_uint dims,
                             const size_t *global, const size_t *local);
@@ -125,5 +140,8 @@ seqmix_status sm_cl_conv1d_launch(sm_device *dev, const sm_op *op);
 /* SM_OP_ATTENTION and SM_OP_ATTENTION_MERGE (attention.c). */
 bool sm_cl_attention_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_cl_attention_launch(sm_device *dev, const sm_op *op);
+/* SM_OP_SELECTIVE_SCAN, SM_OP_SSD and SM_OP_LINEAR_ATTENTION (ssm.c). */
+bool sm_cl_ssm_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_cl_ssm_launch(sm_device *dev, const sm_op *op);
 
 #endif

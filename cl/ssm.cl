@@ -470,7 +470,10 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
 #elif SCALAR_DECAY || defined(SSD)
     for (int t = lid; t < CHUNK; t += WG) {
       float acc = 0.0f;
-      for (int s = 0; s <= t; ++s)
+      /* s < CHUNK is implied by t < CHUNK, but stating it keeps clang from turning
+       * the out-of-range path into an endless loop (PoCL 3.1 then mis-predicates
+       * the barrier below and skips this block when CHUNK is 1). */
+      for (int s = 0; s <= t && s < CHUNK; ++s)
         acc += gs[s];
       as[t] = acc;
     }

@@ -26,8 +26,7 @@
 /* State sizes a kernel keeps on chip; larger ones go to the CPU fallback. */
 enum { SCAN_MAX_STATE = 256, CHUNK_MAX_KEY_DIM = 256, CHUNK_MAX_TOKENS = 256 };
 /* Chunk sizes: a hint below CHUNK_MIN_HINT is raised to it (tiny chunks only
- * cost speed, and PoCL 3.1 miscompiles chunk_scan with CHUNK = 1 and a scalar
- * decay); local memory may cut a chunk down to CHUNK_MIN_TOKENS. */
+ * cost speed); local memory may cut a chunk down to CHUNK_MIN_TOKENS. */
 enum { CHUNK_MIN_HINT = 8, CHUNK_MIN_TOKENS = 2 };
 
 /* cl/ssm.cl's DECAY values. */

@@ -340,6 +340,43 @@ START_TEST(strong_decays_stay_finite) {
 }
 END_TEST
 
+/* A decay of -50 a token for 48 tokens, then weak ones, inside one 64-token chunk:
+ * the cumulative log-decay reaches -2400, and the weak tokens' factors must not
+ * inherit its rounding (differences of long prefix sums). */
+START_TEST(weak_decays_after_strong_ones_keep_precision) {
+  seqmix_context *ctx = th_context(_i);
+  static const seqmix_decay decays[] = {SEQMIX_DECAY_TOKEN, SEQMIX_DECAY_VECTOR, SEQMIX_DECAY_HEAD};
+  for (int d = 0; d < 3; ++d) {
+    mix_case c = mk(d < 2 ? OP_LA : OP_SSD, 1, 100, 2, 16, 16, 1, OPT_STATE, decays[d], 64);
+    mix_args a;
+    args_make(ctx, &c, 1300 + (uint64_t)d, &a);
+    /* LA: g itself; SSD: dt (A in [-2, -0.1]), which also scales the inputs. */
+    const int gi = c.op == OP_LA ? 3 : 1;
+    const int64_t per_token = c.op == OP_LA && c.decay == SEQMIX_DECAY_VECTOR ? c.H * c.P : c.H;
+    th_rng rng = th_rng_make(1310 + (uint64_t)d);
+    for (int64_t t = 0; t < c.L; ++t)
+      for (int64_t i = 0; i < per_token; ++i) {
+        float *v = &a.data[gi][t * per_token + i];
+        if (c.op == OP_LA) *v = t < 48 ? -50.0f : th_uniform(&rng, -0.02f, 0.0f);
+        else *v = t < 48 ? 30.0f : th_uniform(&rng, 0.01f, 0.05f);
+        a.ref[gi][t * per_token + i] = *v;
+      }
+    th_ok(seqmix_tensor_write_f32(a.t[gi], a.data[gi], numel(&a.spec[gi])));
+    th_ok(run_op(ctx, &c, a.t));
+    run_reference(&c, a.ref);
+    for (int i = a.count - 2; i < a.count; ++i) {
+      float *got = th_read(a.t[i]);
+      double err = th_rel_l2(got, a.ref[i], numel(&a.spec[i]));
+      ck_assert_msg(err <= 1e-5, "%s: %s %s decay %d rel err %.3g (seed %llu)", th_device_id(_i),
+                    op_name(c.op), a.spec[i].name, (int)c.decay, err, (unsigned long long)th_seed());
+      free(got);
+    }
+    args_free(&a);
+  }
+  th_context_done(ctx);
+}
+END_TEST
+
 START_TEST(f16_and_bf16_storage_within_tolerance) {
   seqmix_context *ctx = th_context(_i);
   static const seqmix_dtype acts[] = {SEQMIX_F16, SEQMIX_BF16};
@@ -505,6 +542,7 @@ int main(void) {
   tcase_add_loop_test(tc, groups_share_B_and_C, 0, n);
   tcase_add_loop_test(tc, decode_one_token_with_state, 0, n);
   tcase_add_loop_test(tc, strong_decays_stay_finite, 0, n);
+  tcase_add_loop_test(tc, weak_decays_after_strong_ones_keep_precision, 0, n);
   tcase_add_loop_test(tc, f16_and_bf16_storage_within_tolerance, 0, n);
   tcase_add_loop_test(tc, strided_views_work_without_copies, 0, n);
   tcase_add_loop_test(tc, sequence_in_pieces_equals_one_call, 0, n);

@@ -400,12 +400,12 @@ static void transpose(float *dst, int64_t ldd, const float *src, int64_t lds, in
 /* Rows i of A [n x Dk] scaled per element by e^{a[i][c] - ref[c]} (ref NULL: 0), or
  * by e^{ref[c] - a[i][c]} when negate, into dst; na == 1 broadcasts one log-decay per
  * row. Callers pick ref so that every exponent is <= 0 (or bounded, see below). */
-static void decayed_rows(const sm_cpu_kernels *k, float *dst, const float *A, const float *a,
-                         int64_t na, const float *ref, int64_t n, int64_t Dk, bool negate) {
+static void decayed_rows(const sm_cpu_kernels *k, float *dst, const float *A, const double *a,
+                         int64_t na, const double *ref, int64_t n, int64_t Dk, bool negate) {
   for (int64_t i = 0; i < n; ++i) {
     float *d = dst + i * Dk;
     for (int64_t c = 0; c < Dk; ++c) {
-      const float e = a[i * na + (na > 1 ? c : 0)] - (ref ? ref[na > 1 ? c : 0] : 0.0f);
+      const float e = (float)(a[i * na + (na > 1 ? c : 0)] - (ref ? ref[na > 1 ? c : 0] : 0.0));
       d[c] = negate ? -e : e;
     }
     exp_row(k, d, Dk);
@@ -414,8 +414,8 @@ static void decayed_rows(const sm_cpu_kernels *k, float *dst, const float *A, co
 }
 
 /* Largest per-channel log-decay within a chunk (a is cumulative, falling). */
-static float decay_span(const float *a, int64_t na, int64_t n) {
-  float span = 0.0f;
+static double decay_span(const double *a, int64_t na, int64_t n) {
+  double span = 0.0;
   for (int64_t c = 0; c < na; ++c)
     if (a[c] - a[(n - 1) * na + c] > span) span = a[c] - a[(n - 1) * na + c];
   return span;
@@ -434,15 +434,15 @@ static void lower_scores(const sm_cpu_kernels *k, float *P, int64_t T, const flo
  * meet through a reference between their 16-token sub-blocks (exponents <= 0 on
  * both sides), and diagonal sub-blocks take exact per-pair factors. */
 static void exact_vector_scores(const sm_cpu_kernels *k, float *P, int64_t T, const float *Q,
-                                const float *K, const float *a, int64_t n, int64_t Dk, float *Qd,
+                                const float *K, const double *a, int64_t n, int64_t Dk, float *Qd,
                                 float *KdT, float *tmp) {
   for (int64_t I = 0; I < n; I += gla_sub) {
     const int64_t ni = n - I < gla_sub ? n - I : gla_sub;
     for (int64_t J = 0; J < I; J += gla_sub) {
-      const float *ar = a + (J + gla_sub - 1) * Dk;
+      const double *ar = a + (J + gla_sub - 1) * Dk;
       decayed_rows(k, Qd, Q + I * Dk, a + I * Dk, Dk, ar, ni, Dk, false);
       for (int64_t jj = 0; jj < gla_sub; ++jj) {
-        for (int64_t c = 0; c < Dk; ++c) tmp[c] = ar[c] - a[(J + jj) * Dk + c];
+        for (int64_t c = 0; c < Dk; ++c) tmp[c] = (float)(ar[c] - a[(J + jj) * Dk + c]);
         exp_row(k, tmp, Dk);
         for (int64_t c = 0; c < Dk; ++c) KdT[c * gla_sub + jj] = tmp[c] * K[(J + jj) * Dk + c];
       }
@@ -450,8 +450,8 @@ static void exact_vector_scores(const sm_cpu_kernels *k, float *P, int64_t T, co
     }
     for (int64_t i = 0; i < ni; ++i)
       for (int64_t jj = 0; jj <= i; ++jj) {
-        const float *ai = a + (I + i) * Dk, *aj = a + (I + jj) * Dk;
-        for (int64_t c = 0; c < Dk; ++c) tmp[c] = ai[c] - aj[c];
+        const double *ai = a + (I + i) * Dk, *aj = a + (I + jj) * Dk;
+        for (int64_t c = 0; c < Dk; ++c) tmp[c] = (float)(ai[c] - aj[c]);
         exp_row(k, tmp, Dk);
         for (int64_t c = 0; c < Dk; ++c) tmp[c] *= K[(I + jj) * Dk + c];
         P[(I + i) * T + I + jj] = k->dot(Q + (I + i) * Dk, tmp, Dk);
@@ -466,29 +466,31 @@ static void chunked_task(const chunk_job *j, int64_t b, int64_t h, float *w) {
   const bool vector = j->decay == SEQMIX_DECAY_VECTOR;
   const int64_t na = vector ? Dk : 1;           /* log-decay values per token */
   const int64_t kt = T > gla_sub ? T : gla_sub; /* columns of KT and KdT */
-  float *S = w, *Q = S + Dk * Dv, *K = Q + T * Dk, *V = K + T * Dk, *a = V + T * Dv,
-        *O = a + T * na, *P = O + T * Dv, *Qd = P + T * T, *KT = Qd + T * Dk, *KdT = KT + Dk * kt,
+  /* The cumulative log-decays are summed in double: differences of long sums
+   * (a strong decay followed by weak ones) keep their precision. */
+  double *a = (double *)w;
+  float *S = w + 2 * T * na, *Q = S + Dk * Dv, *K = Q + T * Dk, *V = K + T * Dk,
+        *O = V + T * Dv, *P = O + T * Dv, *Qd = P + T * T, *KT = Qd + T * Dk, *KdT = KT + Dk * kt,
         *Vd = KdT + Dk * kt, *tmp = Vd + T * (Dk > Dv ? Dk : Dv), *aT = tmp + T + Dk + Dv;
   state_in(j, b, h, S);
   for (int64_t t0 = 0; t0 < j->L; t0 += T) {
     const int64_t n = j->L - t0 < T ? j->L - t0 : T;
     for (int64_t t = 0; t < n; ++t) {
-      load_token(j, b, h, t0 + t, Q + t * Dk, K + t * Dk, V + t * Dv, a + t * na);
-      if (t)
-        for (int64_t c = 0; c < na; ++c) a[t * na + c] += a[(t - 1) * na + c];
+      load_token(j, b, h, t0 + t, Q + t * Dk, K + t * Dk, V + t * Dv, tmp);
+      for (int64_t c = 0; c < na; ++c) a[t * na + c] = (t ? a[(t - 1) * na + c] : 0.0) + tmp[c];
     }
-    const float *alast = a + (n - 1) * na;
+    const double *alast = a + (n - 1) * na;
     /* Intra-chunk scores P[i][j], j <= i, with their decay factors. */
     memset(P, 0, (size_t)(n * T) * sizeof *P);
     transpose(KT, kt, K, Dk, n, Dk);
     if (!vector) {
       lower_scores(k, P, T, Q, KT, kt, n, Dk);
       for (int64_t i = 0; i < n; ++i) {
-        for (int64_t jj = 0; jj <= i; ++jj) tmp[jj] = a[i] - a[jj];
+        for (int64_t jj = 0; jj <= i; ++jj) tmp[jj] = (float)(a[i] - a[jj]);
         exp_row(k, tmp, i + 1);
         for (int64_t jj = 0; jj <= i; ++jj) P[i * T + jj] *= tmp[jj];
       }
-    } else if (decay_span(a, Dk, n) <= 60.0f) {
+    } else if (decay_span(a, Dk, n) <= 60.0) {
       /* Through token 0: q_i e^{a_i - a_0} (<= 1) and k_j e^{a_0 - a_j} (<= e^60). */
       decayed_rows(k, Qd, Q, a, Dk, a, n, Dk, false);
       decayed_rows(k, Vd, K, a, Dk, a, n, Dk, true); /* Vd holds the keys for now */
@@ -508,7 +510,7 @@ static void chunked_task(const chunk_job *j, int64_t b, int64_t h, float *w) {
     decayed_rows(k, Qd, Q, a, na, NULL, n, Dk, false);
     k->mm_acc(O, Dv, Qd, Dk, S, Dv, n, Dv, Dk);
     /* State: S = e^{a_T} S + sum_j e^{a_T - a_j} k_j^T v_j. */
-    memcpy(aT, alast, (size_t)na * sizeof *aT);
+    for (int64_t c = 0; c < na; ++c) aT[c] = (float)alast[c];
     exp_row(k, aT, na);
     for (int64_t c = 0; c < Dk; ++c) k->scale(S + c * Dv, aT[vector ? c : 0], Dv);
     if (vector) {
@@ -516,7 +518,7 @@ static void chunked_task(const chunk_job *j, int64_t b, int64_t h, float *w) {
       transpose(KdT, kt, Vd, Dk, n, Dk);
       k->mm_acc(S, Dv, KdT, kt, V, Dv, Dk, Dv, n);
     } else {
-      for (int64_t jj = 0; jj < n; ++jj) tmp[jj] = alast[0] - a[jj];
+      for (int64_t jj = 0; jj < n; ++jj) tmp[jj] = (float)(alast[0] - a[jj]);
       exp_row(k, tmp, n);
       for (int64_t jj = 0; jj < n; ++jj) {
         memcpy(Vd + jj * Dv, V + jj * Dv, (size_t)Dv * sizeof *Vd);
@@ -547,7 +549,7 @@ static seqmix_status run_chunked(sm_device *dev, const sm_op *op, chunk_job *j, 
   j->T = chunk > 0 ? chunk : default_chunk;
   const size_t Dk = (size_t)j->Dk, Dv = (size_t)j->Dv, T = (size_t)j->T;
   const size_t kt = T > gla_sub ? T : gla_sub;
-  size_t floats = Dk * Dv + T * (4 * Dk + 2 * Dv + T + (Dk > Dv ? Dk : Dv)) + 2 * Dk * kt + T +
+  size_t floats = Dk * Dv + T * (5 * Dk + 2 * Dv + T + (Dk > Dv ? Dk : Dv)) + 2 * Dk * kt + T +
                   2 * Dk + Dv;
   const size_t rec = 4 * Dk + 3 * Dv + Dk * Dv;
   if (rec > floats) floats = rec;

@@ -387,14 +387,40 @@ static inline void store_partial(global ACT_T *p, vw_t x, int count) {
 /* ---- chunk_scan ------------------------------------------------------------ */
 #ifdef CHUNK_SCAN
 
+/* The cumulative log-decays a_t are compensated sums: a_t = hi_t + lo_t, with
+ * hi_t the f32 running sum and lo_t the sum of its rounding errors (TwoSum:
+ * additions only, so contraction cannot change it). A strong decay followed by
+ * weak ones makes |a| large while a_i - a_j stays small; f32 alone would lose
+ * the difference to the rounding step of a. (hi_i - hi_j) is exact when the
+ * two are close (Sterbenz), and the lo difference restores the rest. */
 #if DECAY == DECAY_VECTOR
 /* a of token t, key channel c (cumulative, transposed [DKP][CHUNK]). */
 #define A_AT(c, t) at[(c)*CHUNK + (t)]
-#define A_LAST(c) at[(c)*CHUNK + CHUNK - 1]
+#define A_LO(c, t) al[(c)*CHUNK + (t)]
 #elif SCALAR_DECAY || defined(SSD)
 #define A_AT(c, t) as[t]
-#define A_LAST(c) as[CHUNK - 1]
+#define A_LO(c, t) al[t]
 #endif
+#define A_LAST(c) A_AT(c, CHUNK - 1)
+#define A_LAST_LO(c) A_LO(c, CHUNK - 1)
+/* a_i - a_j from the pairs (j <= i); rounding can leave it a little above
+ * 0, so exponents go through nonpos or A_MASKED_EXP (NaN passes through). */
+#define A_DIFF(hi, lo, hj, lj) (((hi) - (hj)) + ((lo) - (lj)))
+/* exp(d) on lanes where mask is set and d <= 0, else exp(0). */
+#define A_MASKED_EXP(d, mask) exp(select((vw_t)0.0f, (d), (mask) & ~((d) > (vw_t)0.0f)))
+/* exp(a) for a single a (<= 0): exp(hi) exp(lo), exp(lo) = 1 + lo to f32
+ * wherever exp(hi) is not 0 (|lo| is then far below 1e-3). */
+#define A_EXP(hi, lo) (exp(hi) * (1.0f + (lo)))
+
+static inline vw_t nonpos(vw_t d) { return select(d, (vw_t)0.0f, d > (vw_t)0.0f); }
+
+/* One compensated step: hi += g, the rounding error into lo. */
+#define A_STEP(hi, lo, g)                                                                         \
+  do {                                                                                             \
+    const float a_s_ = (hi) + (g), a_b_ = a_s_ - (hi);                                             \
+    (lo) += ((hi) - (a_s_ - a_b_)) + ((g)-a_b_);                                                   \
+    (hi) = a_s_;                                                                                   \
+  } while (0)
 
 __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS) {
   local float qs[CHUNK * DKP];   /* q rows, then q_i exp(a_i) */
@@ -403,9 +429,9 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
   local float ps[CHUNK * CHUNK]; /* intra-chunk weights P[i][j] */
   local float ss[DKP * DVT];     /* the state tile */
 #if DECAY == DECAY_VECTOR
-  local float at[DKP * CHUNK]; /* g, then a, transposed */
+  local float at[DKP * CHUNK], al[DKP * CHUNK]; /* g, then a (hi), transposed; a (lo) */
 #elif SCALAR_DECAY || defined(SSD)
-  local float gs[CHUNK], as[CHUNK]; /* per-token log-decay, its prefix sums */
+  local float gs[CHUNK], as[CHUNK], al[CHUNK]; /* per-token log-decay, its prefix sums */
 #endif
 #ifdef SSD
   local float dts[CHUNK]; /* dt' */
@@ -458,24 +484,28 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
 #endif
     barrier(CLK_LOCAL_MEM_FENCE);
 
-    /* Prefix sums: each partial sum is rounded like the one before it, so a
-     * stays non-increasing and every a_i - a_j (j <= i) is <= 0. */
+    /* Prefix sums, compensated (hi, lo): every work-item forms the same
+     * partial sums in the same order, so the pairs of one chunk agree. */
 #if DECAY == DECAY_VECTOR
     for (int c = lid; c < DKP; c += WG) {
-      float acc = 0.0f;
-      for (int t = 0; t < CHUNK; ++t)
-        at[c * CHUNK + t] = acc += at[c * CHUNK + t];
+      float hi = 0.0f, lo = 0.0f;
+      for (int t = 0; t < CHUNK; ++t) {
+        A_STEP(hi, lo, at[c * CHUNK + t]);
+        at[c * CHUNK + t] = hi;
+        al[c * CHUNK + t] = lo;
+      }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 #elif SCALAR_DECAY || defined(SSD)
     for (int t = lid; t < CHUNK; t += WG) {
-      float acc = 0.0f;
+      float hi = 0.0f, lo = 0.0f;
       /* s < CHUNK is implied by t < CHUNK, but stating it keeps clang from turning
        * the out-of-range path into an endless loop (PoCL 3.1 then mis-predicates
        * the barrier below and skips this block when CHUNK is 1). */
       for (int s = 0; s <= t && s < CHUNK; ++s)
-        acc += gs[s];
-      as[t] = acc;
+        A_STEP(hi, lo, gs[s]);
+      as[t] = hi;
+      al[t] = lo;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 #endif
@@ -492,11 +522,12 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
         for (int c = 0; c < DKP; ++c) {
           const vw_t kv = VLD(kt + c * CHUNK + j);
 #if DECAY == DECAY_VECTOR
-          const vw_t aj = VLD(at + c * CHUNK + j);
+          const vw_t aj = VLD(at + c * CHUNK + j), lj = VLD(al + c * CHUNK + j);
 #pragma unroll
           for (int r = 0; r < RB; ++r) {
             const vw_int below = (vw_int)(j + VW_IOTA) <= (vw_int)(i0 + r);
-            const vw_t w = exp(select((vw_t)0.0f, A_AT(c, i0 + r) - aj, below));
+            const vw_t d = A_DIFF((vw_t)A_AT(c, i0 + r), (vw_t)A_LO(c, i0 + r), aj, lj);
+            const vw_t w = A_MASKED_EXP(d, below);
             s[r] = fma((vw_t)qs[(i0 + r) * DKP + c], kv * w, s[r]);
           }
 #else
@@ -509,7 +540,9 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
         for (int r = 0; r < RB; ++r) {
           const vw_int below = (vw_int)(j + VW_IOTA) <= (vw_int)(i0 + r);
 #if SCALAR_DECAY || defined(SSD)
-          s[r] *= exp(select((vw_t)0.0f, as[i0 + r] - VLD(as + j), below));
+          const vw_t d =
+              A_DIFF((vw_t)as[i0 + r], (vw_t)al[i0 + r], VLD(as + j), VLD(al + j));
+          s[r] *= A_MASKED_EXP(d, below);
 #endif
 #ifdef SSD
           s[r] *= VLD(dts + j);
@@ -527,15 +560,18 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
     for (int e = lid; e < CHUNK * DKP / VW; e += WG) {
       const int t = e / (DKP / VW), c = e % (DKP / VW) * VW;
 #if DECAY == DECAY_VECTOR
-      float la[VW];
-      for (int l = 0; l < VW; ++l)
+      float la[VW], ll[VW];
+      for (int l = 0; l < VW; ++l) {
         la[l] = A_AT(c + l, t);
-      VST(VLD(qs + t * DKP + c) * exp(VLD(la)), qs + t * DKP + c);
+        ll[l] = A_LO(c + l, t);
+      }
+      VST(VLD(qs + t * DKP + c) * A_EXP(VLD(la), VLD(ll)), qs + t * DKP + c);
 #else
-      VST(VLD(qs + t * DKP + c) * exp(as[t]), qs + t * DKP + c);
+      VST(VLD(qs + t * DKP + c) * A_EXP(as[t], al[t]), qs + t * DKP + c);
 #endif
       const int kc = e / (CHUNK / VW), kj = e % (CHUNK / VW) * VW;
-      vw_t f = exp(A_LAST(kc) - VLD(&A_AT(kc, kj)));
+      vw_t f = exp(nonpos(A_DIFF((vw_t)A_LAST(kc), (vw_t)A_LAST_LO(kc), VLD(&A_AT(kc, kj)),
+                                 VLD(&A_LO(kc, kj)))));
 #ifdef SSD
       f *= VLD(dts + kj);
 #endif
@@ -586,7 +622,7 @@ __attribute__((reqd_work_group_size(WG, 1, 1))) kernel void chunk_scan(SCAN_ARGS
 #pragma unroll
       for (int r = 0; r < RB; ++r)
 #if DECAY != DECAY_NONE || defined(SSD)
-        s[r] = VLD(ss + (c + r) * DVT + j) * exp(A_LAST(c + r));
+        s[r] = VLD(ss + (c + r) * DVT + j) * A_EXP(A_LAST(c + r), A_LAST_LO(c + r));
 #else
         s[r] = VLD(ss + (c + r) * DVT + j);
 #endif

@@ -292,9 +292,9 @@ static size_t chunk_footprint(const chunk_job *j, int vw, int64_t chunk, int64_t
   const int64_t dkp = round_up(j->key_dim, vw);
   int64_t floats = 2 * chunk * dkp + chunk * tile + chunk * chunk + dkp * tile;
   if (j->decay == DECAY_VECTOR)
-    floats += chunk * dkp;
+    floats += 2 * chunk * dkp; /* a as compensated pairs (hi, lo) */
   else if (j->decay != DECAY_NONE)
-    floats += 2 * chunk;
+    floats += 3 * chunk;
   if (j->ssd) floats += chunk;
   return (size_t)floats;
 }

@@ -81,4 +81,28 @@ uvec2 sm_to_bits16x4(vec4 f, bool bf16) {
 #define PARAM_LOAD(v, bf16) (v)
 #endif
 
+// ---- Activations shared by the recurrent mixers ----
+
+// softplus(x) = log(1 + e^x) in f32 without cancellation: x itself for x > 20
+// (where the two agree in f32); for e^x <= 0.25, log1p(e^x) = 2 atanh(s) with
+// s = e^x / (2 + e^x) <= 1/9 through its series (log(1 + e^x) would lose the
+// small e^x to rounding, and GLSL's log may be off by 2^-21 near 1);
+// log(1 + e^x) otherwise.
+float sm_softplus(float x) {
+  if (x > 20.0) return x;
+  const float e = exp(x);
+  if (e > 0.25) return log(1.0 + e);
+  const float s = e / (2.0 + e), s2 = s * s;
+  return 2.0 * s *
+         (1.0 + s2 * (1.0 / 3.0 + s2 * (1.0 / 5.0 + s2 * (1.0 / 7.0 + s2 * (1.0 / 9.0)))));
+}
+
+// silu(x) = x sigmoid(x); for very negative x, exp(-x) = inf gives -0.
+float sm_silu(float x) { return x / (1.0 + exp(-x)); }
+
+// Element offsets of up to 12 bindings packed 8 bits each into 3 ints (push
+// constants are scarce). Every offset is below minStorageBufferOffsetAlignment
+// (at most 256 bytes) divided by the element size, so it fits.
+#define SM_OFFSET(packed, binding) (((packed)[(binding) >> 2] >> (8 * ((binding)&3))) & 255)
+
 #endif

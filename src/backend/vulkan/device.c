@@ -667,6 +667,9 @@ static bool vk_supports(sm_device *dev, const sm_op *op) {
   case SM_OP_CONV1D_CAUSAL: return sm_vk_conv1d_supports(dev, op);
   case SM_OP_ATTENTION: return sm_vk_attention_supports(dev, op);
   case SM_OP_ATTENTION_MERGE: return sm_vk_merge_supports(dev, op);
+  case SM_OP_SELECTIVE_SCAN: return sm_vk_selective_scan_supports(dev, op);
+  case SM_OP_SSD: return sm_vk_ssd_supports(dev, op);
+  case SM_OP_LINEAR_ATTENTION: return sm_vk_linear_attention_supports(dev, op);
   default: return false; /* no kernel yet: the CPU fallback runs it */
   }
 }
@@ -676,6 +679,9 @@ static seqmix_status vk_launch(sm_device *dev, const sm_op *op) {
   case SM_OP_CONV1D_CAUSAL: return sm_vk_conv1d_launch(dev, op);
   case SM_OP_ATTENTION: return sm_vk_attention_launch(dev, op);
   case SM_OP_ATTENTION_MERGE: return sm_vk_merge_launch(dev, op);
+  case SM_OP_SELECTIVE_SCAN: return sm_vk_selective_scan_launch(dev, op);
+  case SM_OP_SSD: return sm_vk_ssd_launch(dev, op);
+  case SM_OP_LINEAR_ATTENTION: return sm_vk_linear_attention_launch(dev, op);
   default: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the vulkan backend has no kernel for it", op->name);

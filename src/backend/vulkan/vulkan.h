@@ -9,6 +9,8 @@
  * conv1d.c    SM_OP_CONV1D_CAUSAL (shaders/conv1d.comp)
  * attention.c SM_OP_ATTENTION and SM_OP_ATTENTION_MERGE (shaders/attention.comp,
  *             shaders/attention_merge.comp)
+ * ssm.c       SM_OP_SELECTIVE_SCAN, SM_OP_SSD and SM_OP_LINEAR_ATTENTION
+ *             (shaders/selective_scan.comp, shaders/chunk_scan.comp)
  *
  * The stream: launches and copies record into one open command buffer, a
  * barrier in front of each command orders it after the previous one. The
@@ -25,7 +27,8 @@
 /* Limits of the backend's own bookkeeping. */
 enum {
   SM_VK_MAX_SPEC = 24,     /* specialization constants per pipeline (ids 0..n-1) */
-  SM_VK_MAX_BINDINGS = 8,  /* storage buffers per descriptor set (bindings 0..n-1) */
+  SM_VK_MAX_BINDINGS = 10, /* storage buffers per descriptor set (bindings 0..n-1); ops
+                            * binding more than 8 check maxPerStageDescriptorStorageBuffers */
   SM_VK_PUSH_BYTES = 128,  /* push-constant range of every layout: the guaranteed minimum */
   SM_VK_SLOTS = 4,         /* command buffers in flight */
   SM_VK_MAX_RECORDED = 256 /* commands in one command buffer before it is submitted */
@@ -174,5 +177,11 @@ bool sm_vk_attention_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_vk_attention_launch(sm_device *dev, const sm_op *op);
 bool sm_vk_merge_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_vk_merge_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_selective_scan_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_selective_scan_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_ssd_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_ssd_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_linear_attention_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_linear_attention_launch(sm_device *dev, const sm_op *op);
 
 #endif

@@ -19,7 +19,7 @@
 // invocation and each serves COLS columns. No shared memory, no barriers.
 // Decode uses it everywhere; on CPUs (lavapipe, where memory accesses cost per
 // lane and arithmetic is cheap) it also beats the chunked form for long
-// sequences, with many columns per invocation.
+// sequences, with several columns per invocation.
 //
 // MODE_CHUNKED: chunks of T tokens with in-chunk cumulative log-decays a_t
 // (a_t <= 0 and decreasing for log-decays g <= 0):
@@ -45,17 +45,19 @@
 //   4. every invocation: its column of the chunk's outputs (ps times vr plus
 //      qs times S, all T rows at once per key channel), then its column of S;
 //      every shared word it reads is read by all invocations.        barrier
-// Words every invocation reads: with SPREAD > 1 (CPUs such as lavapipe, where
-// every load inside a loop costs one scalar load per lane even at a uniform
-// address) the SPREAD lanes of a subgroup each load one of SPREAD adjacent
+// Words every invocation reads: with SPREAD > 1 (CPUs such as lavapipe, whose
+// JIT turns every memory access inside control flow into a loop over the
+// lanes with a bounds check, uniform address or not) the SPREAD lanes of a
+// subgroup each load one of SPREAD adjacent
 // words and subgroupShuffle hands every word to every lane (an extract after
 // unrolling): a SPREAD-th of the loads. SPREAD is 1 or the subgroup size; key
 // rows are padded to DKP, a multiple of it, with zeros.
 // Every loop with a constant trip count is unrolled ([[unroll]]; the bounds
 // are specialization constants), so S, the value column and the row sums stay
-// in registers: on llvmpipe a private array indexed in a loop lives in memory,
-// one access per lane, and every loop trip counts against its limit of 65535
-// per invocation (the host cuts long calls into runs of tokens below that).
+// in registers (indexed by loop counters they would live in memory), and so
+// that on llvmpipe, which ends every loop after 65535 trips of an invocation,
+// all loops together, only the loops over tokens and chunks count (the host
+// cuts long calls into runs of tokens below that).
 // The host checked that every index fits in int32 and each tensor fits its
 // binding; element offsets inside bindings are packed in p.offsets. Lanes past
 // the last column shadow it (loads need no branch) and store nothing.
@@ -134,7 +136,7 @@ shared float edecay[E_SIZE]; // VECTOR: exp(a_last) per key channel
 shared vec2 cum[T];          // scalar decays: cumulative log-decay per token (hi, lo)
 shared float kscale[T];      // the factor k is scaled by: dt' (SSD), 1, 0 past the end
 
-float S[DKP * COLS]; // this invocation's columns of the state, S[c * COLS + m] (rows past DK stay 0)
+float S[DKP * COLS]; // this invocation's columns of the state, S[c * COLS + m]; rows past DK: 0
 int sub;      // this invocation's word of a run of SPREAD (gl_SubgroupInvocationID)
 // Per-head parameters, loaded once.
 float head_a, head_dt_bias, head_skip, head_g;
@@ -263,7 +265,8 @@ void run_chunked(int b, int h, int hq, int j, bool live) {
       for (int c = lane; c < DKP; c += WG) {
         vec2 a = vec2(0.0);
         [[unroll]] for (int t = 0; t < T; ++t) {
-          if (t < n && c < DK) a = sum_add(a, ACT_LOAD(g[g_base + (t0 + t) * p.g_st + c], ACT_BF16));
+          if (t < n && c < DK)
+            a = sum_add(a, ACT_LOAD(g[g_base + (t0 + t) * p.g_st + c], ACT_BF16));
           at[c * T + t] = a;
         }
       }
@@ -330,7 +333,10 @@ void run_chunked(int b, int h, int hq, int j, bool live) {
         qs[e] *= exp(a_i.x + a_i.y);
         kt[c * T + i] *= exp(sum_sub(at[c * T + T - 1], a_i));
       }
-      for (int c = lane; c < DKP; c += WG) edecay[c] = exp(at[c * T + T - 1].x + at[c * T + T - 1].y);
+      for (int c = lane; c < DKP; c += WG) {
+        const vec2 a_last = at[c * T + T - 1];
+        edecay[c] = exp(a_last.x + a_last.y);
+      }
       barrier();
     }
 
@@ -407,18 +413,21 @@ void main() {
   head_a = DECAY == DECAY_SSD ? a_head[SM_OFFSET(p.offsets, B_A) + h] : 0.0;
   head_dt_bias = HAS_DT_BIAS ? dt_bias_at(h) : 0.0;
   head_skip = HAS_D_SKIP ? d_skip_at(h) : 0.0;
-  head_g = DECAY == DECAY_HEAD ? ACT_LOAD(g[SM_OFFSET(p.offsets, B_G) + h * p.g_sh], ACT_BF16) : 0.0;
+  head_g =
+      DECAY == DECAY_HEAD ? ACT_LOAD(g[SM_OFFSET(p.offsets, B_G) + h * p.g_sh], ACT_BF16) : 0.0;
 
   // Columns past DV shadow the last one (loads need no branch) and store nothing.
   [[unroll]] for (int c = 0; c < DKP; ++c)
     [[unroll]] for (int m = 0; m < COLS; ++m)
-      S[c * COLS + m] =
-          STATE_IN && c < DK ? state[state_at(b, h, min(c, DK - 1), min(j0 + WG * m, DV - 1))] : 0.0;
+      S[c * COLS + m] = STATE_IN && c < DK
+                            ? state[state_at(b, h, min(c, DK - 1), min(j0 + WG * m, DV - 1))]
+                            : 0.0;
   if (MODE == MODE_RECURRENT) run_recurrent(b, h, hq, j0, live);
   else run_chunked(b, h, hq, min(j0, DV - 1), live != 0u);
   [[unroll]] for (int m = 0; m < COLS; ++m) {
     if (STATE_OUT && (live >> m & 1u) != 0) {
-      [[unroll]] for (int c = 0; c < DK; ++c) state[state_at(b, h, c, j0 + WG * m)] = S[c * COLS + m];
+      [[unroll]] for (int c = 0; c < DK; ++c)
+        state[state_at(b, h, c, j0 + WG * m)] = S[c * COLS + m];
     }
   }
 }

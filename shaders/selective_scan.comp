@@ -21,17 +21,19 @@
 // i % N_LANES == l, and a second barrier before the partials are rewritten.
 // GROUP_UNIFORM: every channel of a work-group is in one group, so Bm and Cm
 // words are the same for all its invocations. SPREAD > 1 (CPUs such as
-// lavapipe, where every load inside a loop costs one scalar load per lane even
-// at a uniform address): the SPREAD lanes of a subgroup, which share a group,
-// each load one of SPREAD adjacent Bm and Cm words and subgroupShuffle hands
-// every word to every lane (an extract after unrolling), a SPREAD-th of the
-// loads. SPREAD is 1 or the subgroup size, and needs N_LANES == 1.
+// lavapipe, whose JIT turns every memory access inside control flow into a
+// loop over the lanes, uniform address or not): the SPREAD lanes of a
+// subgroup, which share a group, each load one of SPREAD adjacent Bm and Cm
+// words and subgroupShuffle hands every word to every lane (an extract after
+// unrolling), a SPREAD-th of the loads. SPREAD is 1 or the subgroup size, and
+// needs N_LANES == 1.
 //
 // Every loop but the one over tokens is unrolled ([[unroll]]; the bounds are
 // specialization constants), so the state and the block's partials stay in
-// registers: on llvmpipe a private array indexed in a loop lives in memory,
-// one access per lane, and every loop trip counts against its limit of 65535
-// per invocation (the host cuts long calls into runs of tokens below that).
+// registers (indexed by loop counters they would live in memory), and so that
+// on llvmpipe, which ends every loop after 65535 trips of an invocation, all
+// loops together, only the token loop counts (the host cuts long calls into
+// runs of tokens below that).
 //
 // The host checked that N_LANES divides N, that every index fits in int32 and
 // that each tensor fits its binding; element offsets inside the bindings are
@@ -92,7 +94,8 @@ shared float partials[PARTIALS_SIZE]; // [TOKEN_BLOCK][WG]
 
 float d_skip_at(int d) {
 #ifdef ACT_16BIT
-  if (D_SKIP_16) return sm_from_bits16(uint(d_skip16[SM_OFFSET(p.offsets, B_D_SKIP) + d]), ACT_BF16);
+  if (D_SKIP_16)
+    return sm_from_bits16(uint(d_skip16[SM_OFFSET(p.offsets, B_D_SKIP) + d]), ACT_BF16);
 #endif
   return d_skip[SM_OFFSET(p.offsets, B_D_SKIP) + d];
 }

@@ -7,14 +7,16 @@
  * q = Cm, k = dt' Bm, v = x and the log-decay dt' A[h], so each op is first
  * described as a chunk_problem (which op slot feeds each shader binding, the
  * decay kind, the state's layout) and from there both run the same way.
- * Few tokens (decode) take the shader's token-by-token mode, longer sequences
- * its chunkwise mode; the chunk size is the call's hint or the device's
- * default, clamped to shared memory.
+ * chunk_scan.comp has two modes: chunkwise (chunk size from the call's hint
+ * or the device's default, clamped to shared memory and the tuning) and token
+ * by token (decode everywhere; every call without a hint on CPUs, see
+ * chunk_tunings; calls whose chunk cannot fit shared memory).
  *
- * Both shaders bind ten tensors, so supports() asks the device for ten storage
- * buffers per stage. The SPIR-V variant follows the activations' storage (f32
- * or a16); whether D_skip and the dt biases are F32 or 16-bit is a
- * specialization constant of each, so the a16p16 build is never used.
+ * Both shaders bind ten tensors and use subgroup shuffles, so supports() asks
+ * the device for both (device_can). The SPIR-V variant follows the
+ * activations' storage (f32 or a16); whether D_skip and the dt biases are F32
+ * or 16-bit is a specialization constant of each, so the a16p16 build is
+ * never used.
  *
  * Pieces: a call is cut into runs of tokens that hand the state on from
  * piece to piece (through the device's scratch buffer when the call has no
@@ -134,6 +136,7 @@ static bool piece_fits(const sm_device *dev, const sm_tensor_ref *t, cut_kind cu
          span * esize + limits->minStorageBufferOffsetAlignment <= limits->maxStorageBufferRange;
 }
 
+/* The tensor bound at `binding`: the op's (NULL: none), or the scratch state. */
 static const sm_tensor_ref *bound_tensor(const sm_op *op, const ssm_plan *plan, int binding) {
   if (binding == plan->state_binding && plan->scratch_floats) return &plan->scratch_state;
   return plan->slot[binding] < 0 ? NULL : &op->tensors[plan->slot[binding]];
@@ -155,8 +158,10 @@ static int64_t largest_fitting(const sm_device *dev, const sm_op *op, const ssm_
                                int64_t lo, int64_t hi, bool by_batch, int64_t tokens) {
   while (lo < hi) {
     int64_t mid = lo + (hi - lo + 1) / 2;
-    if (by_batch ? all_fit(dev, op, plan, mid, tokens) : all_fit(dev, op, plan, 1, mid)) lo = mid;
-    else hi = mid - 1;
+    if (by_batch ? all_fit(dev, op, plan, mid, tokens) : all_fit(dev, op, plan, 1, mid))
+      lo = mid;
+    else
+      hi = mid - 1;
   }
   return lo;
 }
@@ -219,13 +224,8 @@ static void dense_state(int rank, const int64_t *shape, sm_tensor_ref *out) {
   }
 }
 
-/* The state tensor the shader reads: the call's, or the scratch one for pieces. */
-static const sm_tensor_ref *effective_state(const sm_op *op, const ssm_plan *plan) {
-  return bound_tensor(op, plan, plan->state_binding);
-}
-
 /* Groups the device should have in flight: 8 per compute unit where the
- * driver tells their number, else by type (as attention.c). */
+ * driver tells their number, else by type (the rule of attention.c). */
 static uint64_t target_groups(const sm_device *dev) {
   if (dev->caps.compute_units > 0) return 8 * (uint64_t)dev->caps.compute_units;
   switch (dev->caps.props.deviceType) {
@@ -239,7 +239,7 @@ static uint64_t target_groups(const sm_device *dev) {
   }
 }
 
-/* The scratch buffer (shared with attention.c) with at least `bytes`. */
+/* The scratch buffer (shared with attention.c, same rule) with at least `bytes`. */
 static seqmix_status scratch_reserve(sm_device *dev, uint64_t bytes) {
   if (dev->scratch && dev->scratch->bytes >= bytes) return SEQMIX_OK;
   uint64_t size = 1 << 20;
@@ -290,8 +290,8 @@ static seqmix_status run_plan(sm_device *dev, const sm_op *op, ssm_plan *plan) {
     plan->scratch_state.buffer = dev->scratch;
   }
   if (plan->batch_group < plan->batch || plan->token_chunk < plan->tokens)
-    sm_log(SEQMIX_LOG_DEBUG, "%s: split into pieces of %lld batches x %lld tokens to fit bindings",
-           op->name, (long long)plan->batch_group, (long long)plan->token_chunk);
+    sm_log(SEQMIX_LOG_DEBUG, "%s: split into pieces of %lld batches x %lld tokens", op->name,
+           (long long)plan->batch_group, (long long)plan->token_chunk);
   for (int64_t b0 = 0; b0 < plan->batch && !st; b0 += plan->batch_group) {
     const int64_t nb = plan->batch - b0 < plan->batch_group ? plan->batch - b0 : plan->batch_group;
     for (int64_t t0 = 0; t0 < plan->tokens && !st; t0 += plan->token_chunk) {
@@ -366,6 +366,7 @@ static const scan_tuning scan_tunings[] = {
 };
 static const scan_tuning scan_default_tuning = {VK_PHYSICAL_DEVICE_TYPE_OTHER, 64, 4, 4, 8, 8};
 
+/* The largest power of two <= want that a work-group may have. */
 static uint32_t workgroup_limit(const sm_device *dev, uint32_t want) {
   const VkPhysicalDeviceLimits *limits = &dev->caps.props.limits;
   if (want > limits->maxComputeWorkGroupInvocations) want = limits->maxComputeWorkGroupInvocations;
@@ -430,7 +431,7 @@ static bool plan_selective_scan(const sm_device *dev, const sm_op *op, ssm_plan 
   const int64_t per_group = d->channels / d->groups;
   p->channels = (int32_t)d->channels;
   p->channels_per_group = (int32_t)per_group;
-  const sm_tensor_ref *s = effective_state(op, plan);
+  const sm_tensor_ref *s = bound_tensor(op, plan, plan->state_binding);
   if (!strides_of(u, 0, 2, (int32_t *[]){&p->u_sb, &p->u_st}) ||
       !strides_of(delta, 0, 2, (int32_t *[]){&p->delta_sb, &p->delta_st}) ||
       !strides_of(z, 0, 2, (int32_t *[]){&p->z_sb, &p->z_st}) ||
@@ -540,8 +541,8 @@ static const chunk_tuning chunk_tunings[] = {
     {VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU, 32, 64, 64, false, 0},
     {VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU, 32, 64, 64, false, 0},
 };
-static const chunk_tuning chunk_default_tuning = {VK_PHYSICAL_DEVICE_TYPE_OTHER, 16, 64, 64, false,
-                                                  0};
+static const chunk_tuning chunk_default_tuning = {
+    VK_PHYSICAL_DEVICE_TYPE_OTHER, 16, 64, 64, false, 0};
 
 /* What SSD and linear attention look like to chunk_scan.comp. */
 typedef struct chunk_problem {
@@ -561,7 +562,7 @@ static uint64_t padded_keys(const chunk_problem *c, uint32_t spread) {
 /* Shared floats of a chunk of t tokens. */
 static uint64_t chunk_shared_floats(const chunk_problem *c, uint64_t t, uint32_t spread) {
   const uint64_t keys = padded_keys(c, spread);
-  uint64_t floats = 2 * t * keys + t * t + 3 * t; /* qs, kt, ps, cum (hi, lo), kscale */
+  uint64_t floats = 2 * t * keys + t * t + 3 * t;             /* qs, kt, ps, cum (hi, lo), kscale */
   if (c->decay == DECAY_VECTOR) floats += (2 * t + 1) * keys; /* at (hi, lo), edecay */
   return floats;
 }
@@ -606,8 +607,11 @@ static bool plan_chunk_scan(const sm_device *dev, const sm_op *op, const chunk_p
   const uint32_t wg_max = workgroup_limit(dev, 1024);
   const uint32_t spread = spread_width(dev);
   if (spread > wg_max) return false;
-  const bool recurrent = c->tokens <= DECODE_TOKENS ||
-                         (c->chunk_hint == 0 && tuning->hintless_recurrent);
+  /* Token by token for decode, on devices that prefer it without a hint, and
+   * where not even a chunk of `spread` tokens fits shared memory. */
+  const bool recurrent =
+      c->tokens <= DECODE_TOKENS || (c->chunk_hint == 0 && tuning->hintless_recurrent) ||
+      chunk_shared_floats(c, spread, spread) * 4 > limits->maxComputeSharedMemorySize;
   const uint64_t target = target_groups(dev), tasks = (uint64_t)(c->batch * c->heads);
   uint64_t chunk = spread, columns, cols = 1;
   if (recurrent) {
@@ -641,8 +645,6 @@ static bool plan_chunk_scan(const sm_device *dev, const sm_op *op, const chunk_p
            chunk_shared_floats(c, chunk, spread) * 4 > limits->maxComputeSharedMemorySize)
       chunk /= 2;
     if (chunk < spread) chunk = spread;
-    if (chunk_shared_floats(c, chunk, spread) * 4 > limits->maxComputeSharedMemorySize)
-      return false;
     /* Columns per work-group: all of Dv up to max_columns, halved while too
      * few work-groups (each redoes the chunk's scores), at least the chunk. */
     columns = sm_ceil_pow2((uint64_t)c->value_dim);
@@ -673,7 +675,7 @@ static bool plan_chunk_scan(const sm_device *dev, const sm_op *op, const chunk_p
   chunk_push *p = &plan->push.chunk;
   plan->push_bytes = sizeof *p;
   p->scale = c->scale;
-  const sm_tensor_ref *s = effective_state(op, plan);
+  const sm_tensor_ref *s = bound_tensor(op, plan, plan->state_binding);
   if (!strides_of(q, 0, 3, (int32_t *[]){&p->q_sb, &p->q_st, &p->q_sh}) ||
       !strides_of(k, 0, 3, (int32_t *[]){&p->k_sb, &p->k_st, &p->k_sh}) ||
       !strides_of(v, 0, 3, (int32_t *[]){&p->v_sb, &p->v_st, &p->v_sh}) ||

@@ -18,7 +18,6 @@
 #include "backend/vulkan/vulkan.h"
 
 #include <string.h>
-#include <unistd.h>
 
 /* MAX_GROUP_KEYS: the most keys one work-group walks. On lavapipe a work-group
  * walking more than about 1800 keys in blocks of 64 (3500 in blocks of 32) returns
@@ -102,35 +101,6 @@ static bool strides_of(const sm_tensor_ref *t, int n, int32_t *out) {
     out[i] = (int32_t)s;
   }
   return true;
-}
-
-/* Groups the device should have in flight before key splits stop paying:
- * 8 per compute unit where the driver tells their number, else by type. */
-static uint64_t target_groups(const sm_device *dev) {
-  if (dev->caps.compute_units > 0) return 8 * (uint64_t)dev->caps.compute_units;
-  switch (dev->caps.props.deviceType) {
-  case VK_PHYSICAL_DEVICE_TYPE_CPU: {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? 4 * (uint64_t)n : 8;
-  }
-  case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 512;
-  case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 128;
-  default: return 64;
-  }
-}
-
-/* The scratch buffer with at least `bytes`, grown (after the stream drains) if needed. */
-static seqmix_status scratch_reserve(sm_device *dev, uint64_t bytes) {
-  if (dev->scratch && dev->scratch->bytes >= bytes) return SEQMIX_OK;
-  uint64_t size = 1 << 20;
-  while (size < bytes)
-    size *= 2;
-  if (size > dev->caps.max_allocation) size = bytes;
-  if (dev->scratch) {
-    sm_vk_free(dev, dev->scratch); /* syncs first when the stream may use it */
-    dev->scratch = NULL;
-  }
-  return sm_vk_alloc(dev, (size_t)size, &dev->scratch);
 }
 
 /* ---- Merge ---------------------------------------------------------------------------- */
@@ -252,7 +222,7 @@ seqmix_status sm_vk_merge_launch(sm_device *dev, const sm_op *op) {
     return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the vulkan backend cannot run this call",
                    op->name);
   seqmix_status st = SEQMIX_OK;
-  if (op->u.merge.parts > 1) st = scratch_reserve(dev, plan.scratch_floats * 4);
+  if (op->u.merge.parts > 1) st = sm_vk_scratch_reserve(dev, plan.scratch_floats * 4);
   if (st) return st;
   return record_merge(dev, &plan, op->u.merge.parts, parts, lses, pushes);
 }
@@ -342,7 +312,7 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   /* Key splits for few work-groups and many keys. */
   const uint64_t tasks = (uint64_t)d->batch * (uint64_t)d->k_heads * q_blocks;
   int64_t splits = 1;
-  const uint64_t target = target_groups(dev);
+  const uint64_t target = sm_vk_target_groups(dev);
   if (tasks < target && d->max_k_len >= 2 * MIN_KEYS_PER_SPLIT) {
     int64_t want = (int64_t)sm_div_up(target, tasks), most = d->max_k_len / MIN_KEYS_PER_SPLIT;
     splits = want < most ? want : most;
@@ -437,7 +407,7 @@ seqmix_status sm_vk_attention_launch(sm_device *dev, const sm_op *op) {
   seqmix_status st = SEQMIX_OK;
   const uint64_t parts_floats = (uint64_t)(plan.splits * plan.part_floats);
   if (plan.splits > 1) {
-    st = scratch_reserve(dev, parts_floats * 4);
+    st = sm_vk_scratch_reserve(dev, parts_floats * 4);
     if (st) return st;
     plan.bind[BIND_OUT] = (sm_vk_binding){dev->scratch, 0, parts_floats * 4};
     plan.bind[BIND_LSE] = plan.bind[BIND_OUT];

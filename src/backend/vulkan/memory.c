@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 bool sm_vk_find_memory_type(const VkPhysicalDeviceMemoryProperties *memory, uint32_t allowed,
                             VkMemoryPropertyFlags want, uint32_t *index) {
@@ -180,4 +181,35 @@ seqmix_status sm_vk_copy(sm_device *dev, sm_buffer *src, size_t src_offset, sm_b
                          size_t dst_offset, size_t bytes) {
   if (bytes == 0) return SEQMIX_OK;
   return record_copy(dev, src, src_offset, dst, dst_offset, bytes);
+}
+
+/* Work-groups the device should have in flight before splitting work further
+ * stops paying: 8 per compute unit where the driver tells their number, else
+ * by device type. */
+uint64_t sm_vk_target_groups(const sm_device *dev) {
+  if (dev->caps.compute_units > 0) return 8 * (uint64_t)dev->caps.compute_units;
+  switch (dev->caps.props.deviceType) {
+  case VK_PHYSICAL_DEVICE_TYPE_CPU: {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? 4 * (uint64_t)n : 8;
+  }
+  case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 512;
+  case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 128;
+  default: return 64;
+  }
+}
+
+/* The device's scratch buffer with at least `bytes`, grown in powers of two
+ * (after the stream drains) when it is smaller. */
+seqmix_status sm_vk_scratch_reserve(sm_device *dev, uint64_t bytes) {
+  if (dev->scratch && dev->scratch->bytes >= bytes) return SEQMIX_OK;
+  uint64_t size = 1 << 20;
+  while (size < bytes)
+    size *= 2;
+  if (size > dev->caps.max_allocation) size = bytes;
+  if (dev->scratch) {
+    sm_vk_free(dev, dev->scratch); /* syncs first when the stream may use it */
+    dev->scratch = NULL;
+  }
+  return sm_vk_alloc(dev, (size_t)size, &dev->scratch);
 }

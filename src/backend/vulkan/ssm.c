@@ -30,7 +30,6 @@
 
 #include <stddef.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The largest state dimension (N, Dk) an invocation keeps in registers. */
 enum { MAX_STATE_DIM = 256, BIND_COUNT = 10, MAX_SPEC = 23 };
@@ -224,35 +223,6 @@ static void dense_state(int rank, const int64_t *shape, sm_tensor_ref *out) {
   }
 }
 
-/* Groups the device should have in flight: 8 per compute unit where the
- * driver tells their number, else by type (the rule of attention.c). */
-static uint64_t target_groups(const sm_device *dev) {
-  if (dev->caps.compute_units > 0) return 8 * (uint64_t)dev->caps.compute_units;
-  switch (dev->caps.props.deviceType) {
-  case VK_PHYSICAL_DEVICE_TYPE_CPU: {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? 4 * (uint64_t)n : 8;
-  }
-  case VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU: return 512;
-  case VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU: return 128;
-  default: return 64;
-  }
-}
-
-/* The scratch buffer (shared with attention.c, same rule) with at least `bytes`. */
-static seqmix_status scratch_reserve(sm_device *dev, uint64_t bytes) {
-  if (dev->scratch && dev->scratch->bytes >= bytes) return SEQMIX_OK;
-  uint64_t size = 1 << 20;
-  while (size < bytes)
-    size *= 2;
-  if (size > dev->caps.max_allocation) size = bytes;
-  if (dev->scratch) {
-    sm_vk_free(dev, dev->scratch); /* syncs first when the stream may use it */
-    dev->scratch = NULL;
-  }
-  return sm_vk_alloc(dev, (size_t)size, &dev->scratch);
-}
-
 /* Device features every plan needs: ten storage buffers per stage, subgroup
  * shuffles in compute shaders (both shaders use them where SPREAD > 1, so
  * their modules declare them), and 16-bit storage for F16/BF16 activations. */
@@ -286,7 +256,7 @@ static seqmix_status run_plan(sm_device *dev, const sm_op *op, ssm_plan *plan) {
   seqmix_status st = SEQMIX_OK;
   const bool user_state = op->tensors[plan->slot[plan->state_binding]].buffer != NULL;
   if (plan->scratch_floats) {
-    if ((st = scratch_reserve(dev, plan->scratch_floats * sizeof(float)))) return st;
+    if ((st = sm_vk_scratch_reserve(dev, plan->scratch_floats * sizeof(float)))) return st;
     plan->scratch_state.buffer = dev->scratch;
   }
   if (plan->batch_group < plan->batch || plan->token_chunk < plan->tokens)
@@ -410,7 +380,7 @@ static bool plan_selective_scan(const sm_device *dev, const sm_op *op, ssm_plan 
   uint32_t wg = workgroup_limit(dev, tuning->workgroup_size);
   if (wg < lanes) lanes = wg;
   uint32_t channels = wg / lanes;
-  const uint64_t target = target_groups(dev);
+  const uint64_t target = sm_vk_target_groups(dev);
   while (channels > tuning->min_channels && channels / 2 * lanes >= 8 &&
          sm_div_up((uint64_t)d->channels, channels) * (uint64_t)d->batch < target)
     channels /= 2;
@@ -612,7 +582,7 @@ static bool plan_chunk_scan(const sm_device *dev, const sm_op *op, const chunk_p
   const bool recurrent =
       c->tokens <= DECODE_TOKENS || (c->chunk_hint == 0 && tuning->hintless_recurrent) ||
       chunk_shared_floats(c, spread, spread) * 4 > limits->maxComputeSharedMemorySize;
-  const uint64_t target = target_groups(dev), tasks = (uint64_t)(c->batch * c->heads);
+  const uint64_t target = sm_vk_target_groups(dev), tasks = (uint64_t)(c->batch * c->heads);
   uint64_t chunk = spread, columns, cols = 1;
   if (recurrent) {
     /* Token by token: chunk only sizes arrays. One subgroup of invocations

@@ -125,6 +125,8 @@ seqmix_status sm_vk_read(sm_device *dev, sm_buffer *buf, size_t offset, void *ds
 seqmix_status sm_vk_copy(sm_device *dev, sm_buffer *src, size_t src_offset, sm_buffer *dst,
                          size_t dst_offset, size_t bytes);
 /* Memory type index with all of `want` among `allowed` bits; false if none. */
+uint64_t sm_vk_target_groups(const sm_device *dev);
+seqmix_status sm_vk_scratch_reserve(sm_device *dev, uint64_t bytes);
 bool sm_vk_find_memory_type(const VkPhysicalDeviceMemoryProperties *memory, uint32_t allowed,
                             VkMemoryPropertyFlags want, uint32_t *index);
 

@@ -139,27 +139,12 @@ bool sm_cl_attention_supports(sm_device *dev, const sm_op *op) {
   return false;
 }
 
-static void arg_long(sm_cl_args *a, int64_t v) {
-  cl_long l = (cl_long)v;
-  sm_cl_arg(a, sizeof l, &l);
-}
-
-static void arg_int(sm_cl_args *a, int64_t v) {
-  cl_int i = (cl_int)v;
-  sm_cl_arg(a, sizeof i, &i);
-}
-
-static void arg_float(sm_cl_args *a, float v) {
-  cl_float f = v;
-  sm_cl_arg(a, sizeof f, &f);
-}
-
 /* buffer, offset, then `strides` strides (zeros for an absent tensor). */
 static void arg_view(sm_device *dev, sm_cl_args *a, const sm_tensor_ref *r, int strides) {
   sm_cl_arg_buffer(dev, a, r->buffer);
-  arg_long(a, r->buffer ? r->offset : 0);
+  sm_cl_arg_long(a, r->buffer ? r->offset : 0);
   for (int i = 0; i < strides; ++i)
-    arg_long(a, r->buffer ? r->strides[i] : 0);
+    sm_cl_arg_long(a, r->buffer ? r->strides[i] : 0);
 }
 
 static void arg_mem(sm_cl_args *a, sm_buffer *buf) { sm_cl_arg(a, sizeof buf->mem, &buf->mem); }
@@ -283,22 +268,22 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   arg_view(dev, &a, &op->tensors[SM_ATTN_V], 4);
   arg_view(dev, &a, &op->tensors[SM_ATTN_OUT], 4);
   arg_view(dev, &a, lse, 3);
-  arg_int(&a, lse->buffer != NULL);
+  sm_cl_arg_int(&a, lse->buffer != NULL);
   sm_cl_arg_buffer(dev, &a, idx);
-  arg_int(&a, d->varlen);
-  arg_int(&a, has_used);
-  arg_int(&a, d->q_tokens);
-  arg_int(&a, d->k_tokens);
-  arg_int(&a, d->q_heads);
-  arg_int(&a, group);
-  arg_float(&a, d->scale);
-  arg_float(&a, d->softcap > 0 ? d->softcap : 1.0f);
-  arg_float(&a, d->sigmoid_bias);
-  arg_int(&a, d->causal ? d->window : 0);
-  arg_int(&a, chunk);
+  sm_cl_arg_int(&a, d->varlen);
+  sm_cl_arg_int(&a, has_used);
+  sm_cl_arg_int(&a, d->q_tokens);
+  sm_cl_arg_int(&a, d->k_tokens);
+  sm_cl_arg_int(&a, d->q_heads);
+  sm_cl_arg_int(&a, group);
+  sm_cl_arg_float(&a, d->scale);
+  sm_cl_arg_float(&a, d->softcap > 0 ? d->softcap : 1.0f);
+  sm_cl_arg_float(&a, d->sigmoid_bias);
+  sm_cl_arg_int(&a, d->causal ? d->window : 0);
+  sm_cl_arg_int(&a, chunk);
   sm_cl_arg_buffer(dev, &a, part);
   sm_cl_arg_buffer(dev, &a, part_lse);
-  arg_long(&a, part_rows);
+  sm_cl_arg_long(&a, part_rows);
   if (a.err != CL_SUCCESS) {
     st = sm_cl_fail("clSetKernelArg(attn_fwd)", a.err);
     goto done;
@@ -315,13 +300,13 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
     sm_cl_args b = {c->kernel, 0, CL_SUCCESS};
     arg_mem(&b, part);
     arg_mem(&b, part_lse);
-    arg_long(&b, part_rows);
-    arg_int(&b, splits);
+    sm_cl_arg_long(&b, part_rows);
+    sm_cl_arg_int(&b, splits);
     arg_view(dev, &b, &op->tensors[SM_ATTN_OUT], 4);
     arg_view(dev, &b, lse, 3);
-    arg_int(&b, lse->buffer != NULL);
-    arg_int(&b, d->q_heads);
-    arg_int(&b, d->varlen ? total_q : d->q_tokens);
+    sm_cl_arg_int(&b, lse->buffer != NULL);
+    sm_cl_arg_int(&b, d->q_heads);
+    sm_cl_arg_int(&b, d->varlen ? total_q : d->q_tokens);
     if (b.err != CL_SUCCESS) {
       st = sm_cl_fail("clSetKernelArg(attn_combine)", b.err);
       goto done;
@@ -376,16 +361,16 @@ static seqmix_status merge_launch(sm_device *dev, const sm_op *op) {
   arg_mem(&a, tab);
   sm_cl_arg_buffer(dev, &a, op->tensors[SM_MERGE_OUT].buffer);
   sm_cl_arg_buffer(dev, &a, op->tensors[SM_MERGE_LSE].buffer);
-  arg_int(&a, op->tensors[SM_MERGE_LSE].buffer != NULL);
+  sm_cl_arg_int(&a, op->tensors[SM_MERGE_LSE].buffer != NULL);
   for (int p = 0; p < SM_MERGE_MAX_PARTS; ++p) {
     const bool have = p < parts;
     sm_cl_arg_buffer(dev, &a, have ? op->tensors[SM_MERGE_FIRST_PART + 2 * p].buffer : NULL);
     sm_cl_arg_buffer(dev, &a, have ? op->tensors[SM_MERGE_FIRST_PART + 2 * p + 1].buffer : NULL);
   }
-  arg_int(&a, d->q_tokens);
-  arg_int(&a, d->q_heads);
-  arg_int(&a, d->v_head_dim);
-  arg_long(&a, rows);
+  sm_cl_arg_int(&a, d->q_tokens);
+  sm_cl_arg_int(&a, d->q_heads);
+  sm_cl_arg_int(&a, d->v_head_dim);
+  sm_cl_arg_long(&a, rows);
   if (a.err != CL_SUCCESS) {
     st = sm_cl_fail("clSetKernelArg(attn_merge)", a.err);
     goto done;

@@ -107,22 +107,12 @@ static void variant_options(const sm_device *dev, const sm_op *op, const conv1d_
            vectors_aligned(dev, op, vector_width) ? " -DALIGNED" : "");
 }
 
-static void arg_long(sm_cl_args *a, int64_t v) {
-  cl_long l = (cl_long)v;
-  sm_cl_arg(a, sizeof l, &l);
-}
-
-static void arg_int(sm_cl_args *a, int64_t v) {
-  cl_int i = (cl_int)v;
-  sm_cl_arg(a, sizeof i, &i);
-}
-
 /* x, y: [B, L, C] refs, batch and token strides; state [B, K-1, C]. */
 static void arg_sequence(sm_device *dev, sm_cl_args *a, const sm_tensor_ref *r) {
   sm_cl_arg_buffer(dev, a, r->buffer);
-  arg_long(a, r->offset);
-  arg_long(a, r->buffer ? r->strides[0] : 0);
-  arg_long(a, r->buffer ? r->strides[1] : 0);
+  sm_cl_arg_long(a, r->offset);
+  sm_cl_arg_long(a, r->buffer ? r->strides[0] : 0);
+  sm_cl_arg_long(a, r->buffer ? r->strides[1] : 0);
 }
 
 /* conv1d_causal over channels [channel_begin, channel_begin + groups * vector_width). */
@@ -137,15 +127,15 @@ static seqmix_status launch_outputs(sm_device *dev, const sm_op *op, const char 
   sm_cl_args a = {k->kernel, 0, CL_SUCCESS};
   arg_sequence(dev, &a, &op->tensors[SM_CONV1D_X]);
   sm_cl_arg_buffer(dev, &a, w->buffer);
-  arg_long(&a, w->offset);
-  arg_long(&a, w->strides[0]);
+  sm_cl_arg_long(&a, w->offset);
+  sm_cl_arg_long(&a, w->strides[0]);
   sm_cl_arg_buffer(dev, &a, bias->buffer);
-  arg_long(&a, bias->offset);
+  sm_cl_arg_long(&a, bias->offset);
   arg_sequence(dev, &a, &op->tensors[SM_CONV1D_STATE]);
   arg_sequence(dev, &a, &op->tensors[SM_CONV1D_Y]);
-  arg_int(&a, d->tokens);
-  arg_int(&a, channel_begin);
-  arg_int(&a, groups);
+  sm_cl_arg_int(&a, d->tokens);
+  sm_cl_arg_int(&a, channel_begin);
+  sm_cl_arg_int(&a, groups);
   if (a.err != CL_SUCCESS) return sm_cl_fail("clSetKernelArg(conv1d_causal)", a.err);
   const size_t local[3] = {workgroup_size(dev, k, tuning->workgroup), 1, 1};
   const size_t global[3] = {sm_div_up((size_t)groups, local[0]) * local[0],
@@ -162,8 +152,8 @@ static seqmix_status launch_state(sm_device *dev, const sm_op *op, const char *o
   sm_cl_args a = {k->kernel, 0, CL_SUCCESS};
   arg_sequence(dev, &a, &op->tensors[SM_CONV1D_X]);
   arg_sequence(dev, &a, &op->tensors[SM_CONV1D_STATE]);
-  arg_int(&a, d->tokens);
-  arg_int(&a, d->channels);
+  sm_cl_arg_int(&a, d->tokens);
+  sm_cl_arg_int(&a, d->channels);
   if (a.err != CL_SUCCESS) return sm_cl_fail("clSetKernelArg(conv1d_causal_state)", a.err);
   const size_t local[2] = {workgroup_size(dev, k, tuning->workgroup), 1};
   const size_t global[2] = {sm_div_up((size_t)d->channels, local[0]) * local[0], (size_t)d->batch};

@@ -188,6 +188,55 @@ SEQMIX_API seqmix_status seqmix_conv1d_causal(seqmix_context *ctx,
                                               seqmix_tensor *y,     /* [B, L, C] */
                                               const seqmix_conv1d_params *params);
 
+/* Depthwise 2D convolution (ConvNeXt, ConvFormer), NHWC.
+ * y[b,i,j,c] = bias[c] + sum_{u<KH, v<KW} weight[u,v,c] *
+ *              x[b, i*stride_h - pad_h + u*dil_h, j*stride_w - pad_w + v*dil_w, c],
+ * taps outside the image reading zeros. Ho = (H + 2 pad_h - dil_h (KH-1) - 1) / stride_h + 1
+ * (likewise Wo) must be >= 1. */
+typedef struct seqmix_conv2d_params {
+  int32_t stride_h, stride_w;     /* 0: 1 */
+  int32_t pad_h, pad_w;           /* zero padding on each side, >= 0 */
+  int32_t dilation_h, dilation_w; /* 0: 1 */
+  uint32_t reserved[8];           /* zero */
+} seqmix_conv2d_params;
+SEQMIX_API seqmix_status seqmix_conv2d_depthwise(seqmix_context *ctx,
+                                                 const seqmix_tensor *x,      /* [B, H, W, C] */
+                                                 const seqmix_tensor *weight, /* [KH, KW, C] */
+                                                 const seqmix_tensor *bias,   /* [C] or NULL */
+                                                 seqmix_tensor *y, /* [B, Ho, Wo, C] */
+                                                 const seqmix_conv2d_params *params);
+
+/* Long causal convolution (H3, Hyena, S4 kernels), one filter per channel:
+ * y[b,t,c] = sum_{s=0}^{min(t, Lh-1)} h[c,s] * x[b,t-s,c] + D_skip[c] * x[b,t,c].
+ * AUTO picks direct or FFT by the cost model; both are exact to f32 rounding for
+ * any L and Lh. The FFT path keeps plans per shape in the context and reuses the
+ * filter's transform while h's storage is unchanged. */
+typedef enum seqmix_conv_method {
+  SEQMIX_CONV_AUTO,
+  SEQMIX_CONV_DIRECT,
+  SEQMIX_CONV_FFT
+} seqmix_conv_method;
+typedef struct seqmix_long_conv_params {
+  seqmix_conv_method method;
+  uint32_t reserved[8]; /* zero */
+} seqmix_long_conv_params;
+SEQMIX_API seqmix_status seqmix_long_conv(seqmix_context *ctx,
+                                          const seqmix_tensor *x,      /* [B, L, C] */
+                                          const seqmix_tensor *h,      /* [C, Lh], Lh >= 1 */
+                                          const seqmix_tensor *D_skip, /* [C] or NULL */
+                                          seqmix_tensor *y,            /* [B, L, C] */
+                                          const seqmix_long_conv_params *params);
+
+/* Pool mixer (PoolFormer): y = avgpool(x; pool x pool, stride 1, pad pool/2,
+ * padding not counted) - x. pool is odd. */
+typedef struct seqmix_pool_params {
+  int32_t pool;         /* 0: 3 */
+  uint32_t reserved[8]; /* zero */
+} seqmix_pool_params;
+SEQMIX_API seqmix_status seqmix_pool_mixer(seqmix_context *ctx, const seqmix_tensor *x,
+                                           seqmix_tensor *y, /* both [B, H, W, C] */
+                                           const seqmix_pool_params *params);
+
 /* Attention (softmax or sigmoid), FlashAttention-style on every device.
  * Query i (of Lq) sees key j (of Lk) iff causal is false or j <= i + Lk - Lq
  * (bottom-right alignment), and, with window W > 0, j > i + Lk - Lq - W.
@@ -308,6 +357,18 @@ SEQMIX_API seqmix_status seqmix_reference_conv1d_causal(int64_t batch, int64_t t
                                                         const double *bias, double *state,
                                                         double *y,
                                                         const seqmix_conv1d_params *params);
+SEQMIX_API seqmix_status seqmix_reference_conv2d_depthwise(
+    int64_t batch, int64_t height, int64_t width, int64_t channels, int64_t kernel_h,
+    int64_t kernel_w, const double *x, const double *weight, const double *bias, double *y,
+    const seqmix_conv2d_params *params); /* y: [B, Ho, Wo, C] */
+SEQMIX_API seqmix_status seqmix_reference_long_conv(int64_t batch, int64_t tokens,
+                                                    int64_t channels, int64_t filter_len,
+                                                    const double *x, const double *h,
+                                                    const double *D_skip, double *y);
+SEQMIX_API seqmix_status seqmix_reference_pool_mixer(int64_t batch, int64_t height,
+                                                     int64_t width, int64_t channels,
+                                                     const double *x, double *y,
+                                                     const seqmix_pool_params *params);
 
 /* Attention on dense arrays with the layouts of seqmix_attention. Varlen:
  * cu_seqlens_q/k hold batch+1 offsets and q_tokens/k_tokens are the totals

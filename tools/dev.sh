@@ -13,6 +13,7 @@ PACKAGES=(
   check
   ocl-icd-opencl-dev opencl-c-headers pocl-opencl-icd clinfo
   libvulkan-dev vulkan-validationlayers glslang-tools mesa-vulkan-drivers vulkan-tools
+  libkissfft-dev libvkfft-dev glslang-dev
 )
 
 deps() {

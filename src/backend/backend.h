@@ -41,6 +41,9 @@ typedef enum sm_op_kind {
   SM_OP_SELECTIVE_SCAN,
   SM_OP_SSD,
   SM_OP_LINEAR_ATTENTION,
+  SM_OP_CONV2D_DEPTHWISE,
+  SM_OP_LONG_CONV,
+  SM_OP_POOL_MIXER,
   SM_OP_KIND_COUNT,
 } sm_op_kind;
 
@@ -53,6 +56,10 @@ typedef struct sm_tensor_ref {
   int64_t offset;
   int64_t shape[SEQMIX_MAX_RANK];
   int64_t strides[SEQMIX_MAX_RANK];
+  /* The storage's content version when the op was built: equal versions mean
+   * equal contents (unique across storages and never reused). */
+  uint64_t version;
+  void *owner; /* core's storage; opaque to backends */
 } sm_tensor_ref;
 
 enum { SM_OP_MAX_TENSORS = 20 };
@@ -166,6 +173,41 @@ typedef struct sm_linear_attention_desc {
   int32_t chunk_size; /* as in sm_ssd_desc */
 } sm_linear_attention_desc;
 
+/* ---- Convolution mixers ---- */
+
+/* Tensor slots of SM_OP_CONV2D_DEPTHWISE: x [B, H, W, C], weight [KH, KW, C],
+ * bias [C] (may be absent), y [B, Ho, Wo, C]. Taps outside the image are zeros:
+ * y[b,i,j,c] = bias[c] + sum_{u,v} weight[u,v,c] *
+ *              x[b, i*stride_h - pad_h + u*dil_h, j*stride_w - pad_w + v*dil_w, c]. */
+enum { SM_CONV2D_X, SM_CONV2D_WEIGHT, SM_CONV2D_BIAS, SM_CONV2D_Y };
+typedef struct sm_conv2d_desc {
+  int64_t batch, height, width, channels; /* B, H, W, C */
+  int64_t kernel_h, kernel_w;             /* KH, KW */
+  int64_t out_height, out_width;          /* Ho, Wo (>= 1) */
+  int32_t stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w; /* resolved (>= 1, pads >= 0) */
+} sm_conv2d_desc;
+
+/* Tensor slots of SM_OP_LONG_CONV: x, y [B, L, C]; h [C, Lh]; D_skip [C] (may be
+ * absent). y[b,t,c] = sum_{s <= min(t, Lh-1)} h[c,s] x[b,t-s,c] + D_skip[c] x[b,t,c].
+ * Taps s >= L never contribute. `method` is DIRECT or FFT (core resolved AUTO by
+ * sm_long_conv_use_fft); a backend may run either method, but should honour it.
+ * h's ref carries its content version: a backend may cache h's transform keyed
+ * on (version, offset, strides, dtype, transform length). */
+enum { SM_LCONV_X, SM_LCONV_H, SM_LCONV_D_SKIP, SM_LCONV_Y };
+typedef struct sm_long_conv_desc {
+  int64_t batch, tokens, channels, filter_len; /* B, L, C, Lh */
+  seqmix_conv_method method;                   /* DIRECT or FFT */
+} sm_long_conv_desc;
+
+/* Tensor slots of SM_OP_POOL_MIXER: x, y [B, H, W, C]; y = the average of x over
+ * the pool x pool window around each pixel (stride 1, pad pool / 2, only pixels
+ * inside the image counted) minus x. */
+enum { SM_POOL_X, SM_POOL_Y };
+typedef struct sm_pool_desc {
+  int64_t batch, height, width, channels; /* B, H, W, C */
+  int32_t pool;                           /* odd, >= 1 */
+} sm_pool_desc;
+
 typedef struct sm_op {
   sm_op_kind kind;
   const char *name; /* the public function, for messages */
@@ -180,6 +222,9 @@ typedef struct sm_op {
     sm_scan_desc scan;
     sm_ssd_desc ssd;
     sm_linear_attention_desc linear_attention;
+    sm_conv2d_desc conv2d;
+    sm_long_conv_desc long_conv;
+    sm_pool_desc pool;
   } u;
 } sm_op;
 
@@ -246,6 +291,12 @@ uint16_t sm_f32_to_f16(float f);
 float sm_f16_to_f32(uint16_t h);
 uint16_t sm_f32_to_bf16(float f);
 float sm_bf16_to_f32(uint16_t h);
+
+/* The long convolution (src/ops/convmix.c): the FFT length for L tokens and a
+ * filter of Lh taps (even, 7-smooth, >= L + min(Lh, L) - 1), and the cost
+ * model's choice for SEQMIX_CONV_AUTO. */
+int64_t sm_long_conv_fft_size(int64_t tokens, int64_t filter_len);
+bool sm_long_conv_use_fft(int64_t tokens, int64_t filter_len);
 
 /* Integer helpers for tile and launch sizes. */
 static inline uint64_t sm_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }

@@ -86,6 +86,9 @@ static const char *const op_kind_names[SM_OP_KIND_COUNT] = {
     [SM_OP_SELECTIVE_SCAN] = "selective_scan",
     [SM_OP_SSD] = "ssd",
     [SM_OP_LINEAR_ATTENTION] = "linear_attention",
+    [SM_OP_CONV2D_DEPTHWISE] = "conv2d_depthwise",
+    [SM_OP_LONG_CONV] = "long_conv",
+    [SM_OP_POOL_MIXER] = "pool_mixer",
 };
 
 uint32_t sm_op_kinds_from_list(const char *list) {
@@ -104,7 +107,15 @@ uint32_t sm_op_kinds_from_list(const char *list) {
   return kinds;
 }
 
+/* The op may change its outputs: their storages get fresh versions. */
+static void bump_outputs(const sm_op *op) {
+  for (int i = 0; i < op->tensor_count; ++i)
+    if (op->tensors[i].owner && (op->output_mask & (1u << i)))
+      ((sm_storage *)op->tensors[i].owner)->version = sm_next_version();
+}
+
 seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *op) {
+  bump_outputs(op);
   bool forced = ctx->forced_fallback & (1u << op->kind);
   if (!forced && ctx->backend->supports(ctx->device, op)) {
     seqmix_status st = ctx->backend->launch(ctx->device, op);

@@ -12,7 +12,14 @@ typedef struct sm_storage {
   sm_buffer *buffer;
   size_t bytes;
   int refs;
+  /* Changes whenever the contents may have changed (write, copy, an op's
+   * output); unique across storages (sm_next_version), so backends can key
+   * derived data such as a filter's transform on it. */
+  uint64_t version;
 } sm_storage;
+
+/* A fresh content version (a process-wide counter). */
+uint64_t sm_next_version(void);
 
 struct seqmix_tensor {
   seqmix_context *ctx;

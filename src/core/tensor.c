@@ -50,12 +50,19 @@ static bool is_dense(const seqmix_tensor *t) {
   return true;
 }
 
+uint64_t sm_next_version(void) {
+  static _Atomic uint64_t counter;
+  return ++counter;
+}
+
 sm_tensor_ref sm_tensor_ref_of(const seqmix_tensor *t) {
   sm_tensor_ref r;
   memset(&r, 0, sizeof r);
   for (int i = 0; i < SEQMIX_MAX_RANK; ++i) r.shape[i] = 1;
   if (!t) return r;
   r.buffer = t->storage->buffer;
+  r.version = t->storage->version;
+  r.owner = t->storage;
   r.dtype = t->dtype;
   r.rank = t->rank;
   r.offset = t->offset;
@@ -125,6 +132,7 @@ seqmix_status seqmix_tensor_create(seqmix_context *ctx, seqmix_dtype dtype, int 
   s->ctx = ctx;
   s->bytes = (size_t)numel * seqmix_dtype_size(dtype);
   s->refs = 1;
+  s->version = sm_next_version();
   st = ctx->backend->alloc(ctx->device, s->bytes, &s->buffer);
   if (st) goto fail;
 
@@ -272,6 +280,7 @@ static seqmix_status check_io(const char *fn, const seqmix_tensor *t, const void
  * dense, else through a host copy of the span it touches. */
 static seqmix_status transfer(const char *fn, const seqmix_tensor *t, void *dense, bool to_device) {
   seqmix_context *ctx = t->ctx;
+  if (to_device) t->storage->version = sm_next_version();
   size_t esize = seqmix_dtype_size(t->dtype);
   if (is_dense(t)) {
     size_t off = (size_t)t->offset * esize, bytes = sm_tensor_bytes(t);
@@ -379,6 +388,7 @@ seqmix_status seqmix_tensor_copy(seqmix_tensor *dst, const seqmix_tensor *src) {
     if (a < b + n && b < a + n)
       return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: dst overlaps src", fn);
   }
+  dst->storage->version = sm_next_version();
   return ctx->backend->copy(ctx->device, src->storage->buffer, (size_t)src->offset * esize,
                             dst->storage->buffer, (size_t)dst->offset * esize, sm_tensor_bytes(dst));
 }

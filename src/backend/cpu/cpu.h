@@ -96,5 +96,8 @@ seqmix_status sm_cpu_attention_merge(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_selective_scan(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_ssd(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_linear_attention(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_conv2d_depthwise(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_pool_mixer(sm_device *dev, const sm_op *op);
+seqmix_status sm_cpu_long_conv(sm_device *dev, const sm_op *op);
 
 #endif

@@ -107,6 +107,9 @@ static seqmix_status cpu_launch(sm_device *dev, const sm_op *op) {
   case SM_OP_SELECTIVE_SCAN: return sm_cpu_selective_scan(dev, op);
   case SM_OP_SSD: return sm_cpu_ssd(dev, op);
   case SM_OP_LINEAR_ATTENTION: return sm_cpu_linear_attention(dev, op);
+  case SM_OP_CONV2D_DEPTHWISE: return sm_cpu_conv2d_depthwise(dev, op);
+  case SM_OP_LONG_CONV: return sm_cpu_long_conv(dev, op);
+  case SM_OP_POOL_MIXER: return sm_cpu_pool_mixer(dev, op);
   case SM_OP_KIND_COUNT: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the cpu backend has no kernel for it", op->name);

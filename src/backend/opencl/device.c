@@ -290,6 +290,7 @@ fail:
 static void opencl_close(sm_device *dev) {
   if (!dev) return;
   if (dev->queue) clFinish(dev->queue);
+  sm_cl_long_conv_release(dev);
   sm_cl_programs_release(dev);
   if (dev->dummy) sm_cl_free(dev, dev->dummy);
   if (dev->queue) clReleaseCommandQueue(dev->queue);
@@ -307,6 +308,9 @@ static bool opencl_supports(sm_device *dev, const sm_op *op) {
   case SM_OP_SELECTIVE_SCAN:
   case SM_OP_SSD:
   case SM_OP_LINEAR_ATTENTION: return sm_cl_ssm_supports(dev, op);
+  case SM_OP_CONV2D_DEPTHWISE:
+  case SM_OP_POOL_MIXER: return sm_cl_conv2d_supports(dev, op);
+  case SM_OP_LONG_CONV: return sm_cl_long_conv_supports(dev, op);
   default: return false; /* the CPU fallback runs the rest */
   }
 }
@@ -319,6 +323,9 @@ static seqmix_status opencl_launch(sm_device *dev, const sm_op *op) {
   case SM_OP_SELECTIVE_SCAN:
   case SM_OP_SSD:
   case SM_OP_LINEAR_ATTENTION: return sm_cl_ssm_launch(dev, op);
+  case SM_OP_CONV2D_DEPTHWISE:
+  case SM_OP_POOL_MIXER: return sm_cl_conv2d_launch(dev, op);
+  case SM_OP_LONG_CONV: return sm_cl_long_conv_launch(dev, op);
   default: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the opencl backend has no kernel for it", op->name);

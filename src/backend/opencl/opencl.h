@@ -8,6 +8,8 @@
  * conv1d.c   SM_OP_CONV1D_CAUSAL (cl/conv1d.cl)
  * attention.c SM_OP_ATTENTION, SM_OP_ATTENTION_MERGE (cl/attention.cl)
  * ssm.c      SM_OP_SELECTIVE_SCAN, SM_OP_SSD, SM_OP_LINEAR_ATTENTION (cl/ssm.cl)
+ * conv2d.c   SM_OP_CONV2D_DEPTHWISE, SM_OP_POOL_MIXER (cl/conv2d.cl)
+ * long_conv.c SM_OP_LONG_CONV (cl/long_conv.cl; FFT through VkFFT)
  *
  * The stream is one in-order command queue per open device: every enqueue is
  * ordered after the previous one, so ops need no events. Writes and reads
@@ -73,6 +75,7 @@ struct sm_device {
   size_t program_count, program_capacity;
   sm_buffer *dummy; /* bound where an optional tensor is absent; made on first use */
   sm_cl_attention_kernel attention_kernel; /* SEQMIX_OPENCL_ATTENTION, read at open */
+  struct sm_cl_long_conv_cache *long_conv; /* FFT plans and filter transforms (long_conv.c) */
 };
 
 /* ---- Errors (device.c) ---------------------------------------------------- */
@@ -137,6 +140,13 @@ seqmix_status sm_cl_enqueue(sm_device *dev, const sm_cl_kernel *kernel, cl_uint 
 
 bool sm_cl_conv1d_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_cl_conv1d_launch(sm_device *dev, const sm_op *op);
+bool sm_cl_conv2d_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_cl_conv2d_launch(sm_device *dev, const sm_op *op);
+bool sm_cl_long_conv_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_cl_long_conv_launch(sm_device *dev, const sm_op *op);
+/* Frees the long convolution's FFT plans and cached filter transforms
+ * (dev->long_conv); called by close after the queue drained. */
+void sm_cl_long_conv_release(sm_device *dev);
 /* SM_OP_ATTENTION and SM_OP_ATTENTION_MERGE (attention.c). */
 bool sm_cl_attention_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_cl_attention_launch(sm_device *dev, const sm_op *op);

@@ -597,6 +597,7 @@ static void vk_close(sm_device *dev) {
       sm_log(SEQMIX_LOG_WARNING, "vulkan backend: closing after a failed sync: %s",
              seqmix_last_error());
     vkDeviceWaitIdle(dev->device);
+    sm_vk_long_conv_release(dev);
     sm_vk_free(dev, dev->staging);
     sm_vk_free(dev, dev->dummy);
     sm_vk_free(dev, dev->scratch);
@@ -670,6 +671,9 @@ static bool vk_supports(sm_device *dev, const sm_op *op) {
   case SM_OP_SELECTIVE_SCAN: return sm_vk_selective_scan_supports(dev, op);
   case SM_OP_SSD: return sm_vk_ssd_supports(dev, op);
   case SM_OP_LINEAR_ATTENTION: return sm_vk_linear_attention_supports(dev, op);
+  case SM_OP_CONV2D_DEPTHWISE:
+  case SM_OP_POOL_MIXER: return sm_vk_conv2d_supports(dev, op);
+  case SM_OP_LONG_CONV: return sm_vk_long_conv_supports(dev, op);
   default: return false; /* no kernel yet: the CPU fallback runs it */
   }
 }
@@ -682,6 +686,9 @@ static seqmix_status vk_launch(sm_device *dev, const sm_op *op) {
   case SM_OP_SELECTIVE_SCAN: return sm_vk_selective_scan_launch(dev, op);
   case SM_OP_SSD: return sm_vk_ssd_launch(dev, op);
   case SM_OP_LINEAR_ATTENTION: return sm_vk_linear_attention_launch(dev, op);
+  case SM_OP_CONV2D_DEPTHWISE:
+  case SM_OP_POOL_MIXER: return sm_vk_conv2d_launch(dev, op);
+  case SM_OP_LONG_CONV: return sm_vk_long_conv_launch(dev, op);
   default: break;
   }
   return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the vulkan backend has no kernel for it", op->name);

@@ -106,6 +106,7 @@ struct sm_device {
   sm_buffer *staging; /* lazily made on devices without unified memory */
   sm_buffer *dummy;   /* bound where an optional tensor is absent */
   sm_buffer *scratch; /* attention's key-split partials and merge accumulators; grows */
+  struct sm_vk_long_conv_cache *long_conv; /* FFT plans and filter transforms (long_conv.c) */
 };
 
 /* ---- Errors (device.c) ---------------------------------------------------- */
@@ -185,5 +186,12 @@ bool sm_vk_ssd_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_vk_ssd_launch(sm_device *dev, const sm_op *op);
 bool sm_vk_linear_attention_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_vk_linear_attention_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_conv2d_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_conv2d_launch(sm_device *dev, const sm_op *op);
+bool sm_vk_long_conv_supports(sm_device *dev, const sm_op *op);
+seqmix_status sm_vk_long_conv_launch(sm_device *dev, const sm_op *op);
+/* Frees the long convolution's FFT plans and cached filter transforms
+ * (dev->long_conv); called by close after the device is idle. */
+void sm_vk_long_conv_release(sm_device *dev);
 
 #endif

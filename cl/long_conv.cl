@@ -1,0 +1,1 @@
+/* Long convolution: direct kernel and the FFT path's pack, multiply and unpack (not written yet). */

@@ -1,12 +1,221 @@
-/* Depthwise 2D convolution and the pool mixer on the CPU (being written). */
+/*
+ * Depthwise 2D convolution and the pool mixer on the CPU, NHWC.
+ *
+ * Work split: tasks are (batch, run of output rows, block of channels). A task
+ * keeps the input rows it needs as zero-padded f32 rows [W + 2 pad_w][cb] in a
+ * small direct-mapped ring (slot = row mod ((KH-1) dil_h + 1), so the KH rows
+ * one output row needs never collide and each input row is converted once per
+ * task); rows above or below the image are one shared zero row. Each output row
+ * is then one call of the tap kernel (sm_cpu_kernels.dw_taps, or the portable
+ * loop): all KH x KW taps, a register tile of output pixels x 16 channels.
+ *
+ * The pool mixer runs the same machinery with all-ones weights (a pool x pool
+ * window sum over zero padding) and then divides by the number of pixels
+ * inside the image and subtracts x.
+ */
 #include "backend/cpu/cpu.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+/* Channels a task handles at once: the padded rows of a block stay small. */
+enum { channel_block = 256 };
+
+/* y[j*ldy + c] = bias[c] + sum_{u<nrows, v<taps} w[(u*taps + v)*ldw + c] *
+ * rows[u][j*xstep + v*tstep + c], j < J, c < n (the portable loop). */
+void sm_cpu_dw_taps_portable(float *y, int64_t ldy, const float *const *rows, int nrows,
+                             int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
+                             int64_t taps, int64_t J, int64_t n, const float *bias) {
+  for (int64_t j = 0; j < J; ++j) {
+    float *out = y + j * ldy;
+    for (int64_t c = 0; c < n; ++c) out[c] = bias ? bias[c] : 0.0f;
+    for (int u = 0; u < nrows; ++u)
+      for (int64_t v = 0; v < taps; ++v) {
+        const float *x = rows[u] + j * xstep + v * tstep, *wv = w + (u * taps + v) * ldw;
+        for (int64_t c = 0; c < n; ++c) out[c] += wv[c] * x[c];
+      }
+  }
+}
+
+typedef struct dw_job {
+  const sm_cpu_kernels *kernels;
+  seqmix_dtype act;
+  const char *x;
+  int64_t xs[3]; /* batch, row, pixel strides (elements) */
+  char *y;
+  int64_t ys[3];
+  int64_t B, H, W, C, KH, KW, Ho, Wo;
+  int32_t sh, sw, ph, pw, dh, dw;
+  const float *weight; /* [KH][KW][C] f32 */
+  const float *bias;   /* [C] f32 or NULL */
+  bool pool;           /* pool mixer: divide by the inside count, subtract x */
+  int64_t rows_per_task, row_tasks, channel_tasks;
+  int slots;     /* ring rows */
+  int64_t wp;    /* padded row width (pixels) */
+  float *scratch; /* per worker: ring, zero row, output row */
+  size_t scratch_floats;
+  int64_t *tags;      /* per worker: the input row each ring slot holds (-1: none) */
+  const float **rows; /* per worker: KH row pointers */
+} dw_job;
+
+/* Input row r (channels c0 .. c0+n) into the padded f32 row `dst` [wp][n]. */
+static void load_padded_row(const dw_job *job, int64_t b, int64_t r, int64_t c0, int64_t n,
+                            float *dst) {
+  const size_t esize = seqmix_dtype_size(job->act);
+  memset(dst, 0, (size_t)(job->pw * n) * sizeof *dst);
+  memset(dst + (job->pw + job->W) * n, 0, (size_t)(job->pw * n) * sizeof *dst);
+  const char *src = job->x + (size_t)(b * job->xs[0] + r * job->xs[1] + c0) * esize;
+  float *row = dst + job->pw * n;
+  for (int64_t s = 0; s < job->W; ++s) {
+    const char *px = src + (size_t)(s * job->xs[2]) * esize;
+    if (job->act == SEQMIX_F32)
+      memcpy(row + s * n, px, (size_t)n * sizeof(float));
+    else
+      job->kernels->load_row(job->act, px, row + s * n, n);
+  }
+}
+
+static void dw_task(void *arg, int64_t task, int worker) {
+  const dw_job *job = arg;
+  const int64_t cb_count = job->channel_tasks, per_b = job->row_tasks * cb_count;
+  const int64_t b = task / per_b, rt = task % per_b / cb_count, ct = task % cb_count;
+  const int64_t c0 = ct * channel_block, n = job->C - c0 < channel_block ? job->C - c0 : channel_block;
+  const int64_t i0 = rt * job->rows_per_task;
+  const int64_t i1 = i0 + job->rows_per_task < job->Ho ? i0 + job->rows_per_task : job->Ho;
+  const size_t row_floats = (size_t)(job->wp * n);
+  float *ring = job->scratch + (size_t)worker * job->scratch_floats;
+  float *zero = ring + (size_t)job->slots * row_floats, *out = zero + row_floats;
+  int64_t *tags = job->tags + (size_t)worker * (size_t)job->slots;
+  for (int s = 0; s < job->slots; ++s) tags[s] = -1;
+  memset(zero, 0, row_floats * sizeof *zero);
+  const float **rows = job->rows + (size_t)worker * (size_t)job->KH;
+  const size_t esize = seqmix_dtype_size(job->act);
+  void (*taps)(float *, int64_t, const float *const *, int, int64_t, int64_t, const float *,
+               int64_t, int64_t, int64_t, int64_t, const float *) =
+      job->kernels->dw_taps ? job->kernels->dw_taps : sm_cpu_dw_taps_portable;
+
+  for (int64_t i = i0; i < i1; ++i) {
+    for (int64_t u = 0; u < job->KH; ++u) {
+      const int64_t r = i * job->sh - job->ph + u * job->dh;
+      if (r < 0 || r >= job->H) {
+        rows[u] = zero;
+        continue;
+      }
+      const int slot = (int)(r % job->slots);
+      float *dst = ring + (size_t)slot * row_floats;
+      if (tags[slot] != r) {
+        load_padded_row(job, b, r, c0, n, dst);
+        tags[slot] = r;
+      }
+      rows[u] = dst;
+    }
+    char *y = job->y + (size_t)(b * job->ys[0] + i * job->ys[1] + c0) * esize;
+    const bool direct = job->act == SEQMIX_F32 && !job->pool && job->ys[2] == n;
+    float *dst = direct ? (float *)y : out;
+    taps(dst, n, rows, (int)job->KH, job->sw * n, job->dw * n, job->weight + c0, job->C, job->KW,
+         job->Wo, n, job->bias ? job->bias + c0 : NULL);
+    if (job->pool) {
+      /* Window sums to averages over the pixels inside, minus x. */
+      const int64_t r = job->KH / 2;
+      const int64_t top = i - r < 0 ? 0 : i - r, bottom = i + r >= job->H ? job->H - 1 : i + r;
+      const float *xrow = rows[r] + job->pw * n; /* row i itself, unpadded part */
+      for (int64_t j = 0; j < job->Wo; ++j) {
+        const int64_t left = j - r < 0 ? 0 : j - r, right = j + r >= job->W ? job->W - 1 : j + r;
+        const float inv = 1.0f / (float)((bottom - top + 1) * (right - left + 1));
+        float *o = out + j * n;
+        const float *xp = xrow + j * n;
+        for (int64_t c = 0; c < n; ++c) o[c] = o[c] * inv - xp[c];
+      }
+    }
+    if (!direct)
+      for (int64_t j = 0; j < job->Wo; ++j) {
+        char *py = y + (size_t)(j * job->ys[2]) * esize;
+        if (job->act == SEQMIX_F32)
+          memcpy(py, out + j * n, (size_t)n * sizeof(float));
+        else
+          job->kernels->store_row(job->act, out + j * n, py, n);
+      }
+  }
+}
+
+static float param_at(const sm_tensor_ref *r, int64_t index) {
+  const char *base = (const char *)r->buffer->data;
+  switch (r->dtype) {
+  case SEQMIX_F16: return sm_f16_to_f32(((const uint16_t *)base)[index]);
+  case SEQMIX_BF16: return sm_bf16_to_f32(((const uint16_t *)base)[index]);
+  default: return ((const float *)base)[index];
+  }
+}
+
+/* Runs a filled-in job (geometry, weights) over the pool. */
+static seqmix_status run_dw(sm_device *dev, const sm_op *op, dw_job *job, const sm_tensor_ref *x,
+                            const sm_tensor_ref *y) {
+  const size_t esize = seqmix_dtype_size(x->dtype);
+  job->kernels = dev->kernels;
+  job->act = x->dtype;
+  job->x = (const char *)x->buffer->data + (size_t)x->offset * esize;
+  job->y = (char *)y->buffer->data + (size_t)y->offset * esize;
+  for (int i = 0; i < 3; ++i) job->xs[i] = x->strides[i], job->ys[i] = y->strides[i];
+  job->slots = (int)((job->KH - 1) * job->dh + 1);
+  job->wp = job->W + 2 * (int64_t)job->pw;
+  const int64_t cb = job->C < channel_block ? job->C : channel_block;
+  job->channel_tasks = (job->C + channel_block - 1) / channel_block;
+  /* About 8 tasks a thread, at least 2 output rows each (refills cost rows). */
+  const int threads = sm_pool_threads(dev->pool);
+  int64_t per = job->B * job->Ho * job->channel_tasks / (threads * 8);
+  if (per < 2) per = 2;
+  if (per > job->Ho) per = job->Ho;
+  job->rows_per_task = per;
+  job->row_tasks = (job->Ho + per - 1) / per;
+  const size_t row_floats = (size_t)(job->wp * cb), out_floats = (size_t)(job->Wo * cb);
+  job->scratch_floats = (size_t)(job->slots + 1) * row_floats + out_floats + 16;
+  job->scratch = malloc((size_t)threads * job->scratch_floats * sizeof(float));
+  job->tags = malloc((size_t)threads * (size_t)job->slots * sizeof *job->tags);
+  job->rows = malloc((size_t)threads * (size_t)job->KH * sizeof *job->rows);
+  seqmix_status st = SEQMIX_OK;
+  if (job->scratch && job->tags && job->rows)
+    sm_pool_run(dev->pool, job->B * job->row_tasks * job->channel_tasks, dw_task, job);
+  else
+    st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+  free(job->scratch);
+  free(job->tags);
+  free((void *)job->rows);
+  return st;
+}
+
 seqmix_status sm_cpu_conv2d_depthwise(sm_device *dev, const sm_op *op) {
-  (void)dev;
-  return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: not written yet", op->name);
+  const sm_conv2d_desc *d = &op->u.conv2d;
+  const sm_tensor_ref *w = &op->tensors[SM_CONV2D_WEIGHT], *bias = &op->tensors[SM_CONV2D_BIAS];
+  const int64_t C = d->channels, taps = d->kernel_h * d->kernel_w;
+  float *weight = malloc((size_t)((taps + 1) * C) * sizeof(float));
+  if (!weight) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+  for (int64_t u = 0; u < d->kernel_h; ++u)
+    for (int64_t v = 0; v < d->kernel_w; ++v)
+      for (int64_t c = 0; c < C; ++c)
+        weight[(u * d->kernel_w + v) * C + c] =
+            param_at(w, w->offset + u * w->strides[0] + v * w->strides[1] + c);
+  if (bias->buffer)
+    for (int64_t c = 0; c < C; ++c) weight[taps * C + c] = param_at(bias, bias->offset + c);
+  dw_job job = {.B = d->batch, .H = d->height, .W = d->width, .C = C, .KH = d->kernel_h,
+                .KW = d->kernel_w, .Ho = d->out_height, .Wo = d->out_width, .sh = d->stride_h,
+                .sw = d->stride_w, .ph = d->pad_h, .pw = d->pad_w, .dh = d->dilation_h,
+                .dw = d->dilation_w, .weight = weight,
+                .bias = bias->buffer ? weight + taps * C : NULL};
+  seqmix_status st = run_dw(dev, op, &job, &op->tensors[SM_CONV2D_X], &op->tensors[SM_CONV2D_Y]);
+  free(weight);
+  return st;
 }
 
 seqmix_status sm_cpu_pool_mixer(sm_device *dev, const sm_op *op) {
-  (void)dev;
-  return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: not written yet", op->name);
+  const sm_pool_desc *d = &op->u.pool;
+  const int64_t C = d->channels, k = d->pool, taps = k * k;
+  float *ones = malloc((size_t)(taps * C) * sizeof(float));
+  if (!ones) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+  for (int64_t i = 0; i < taps * C; ++i) ones[i] = 1.0f;
+  dw_job job = {.B = d->batch, .H = d->height, .W = d->width, .C = C, .KH = k, .KW = k,
+                .Ho = d->height, .Wo = d->width, .sh = 1, .sw = 1, .ph = (int32_t)(k / 2),
+                .pw = (int32_t)(k / 2), .dh = 1, .dw = 1, .weight = ones, .pool = true};
+  seqmix_status st = run_dw(dev, op, &job, &op->tensors[SM_POOL_X], &op->tensors[SM_POOL_Y]);
+  free(ones);
+  return st;
 }

@@ -61,6 +61,14 @@ typedef struct sm_cpu_kernels {
   /* x[i] = log(1 + exp(x[i])); y[i] *= silu(z[i]). NULL: libm loops. */
   void (*softplus_row)(float *x, int64_t n);
   void (*silu_mul_row)(float *y, const float *z, int64_t n);
+  /* Depthwise taps: y[j*ldy + c] = bias[c] (0 if NULL) + sum_{u < nrows, v < taps}
+   * w[(u*taps + v)*ldw + c] * rows[u][j*xstep + v*tstep + c] for j < J, c < n
+   * (tstep may be negative). 2D depthwise conv (a row of outputs), the pool
+   * mixer's window sums and the direct long convolution. NULL: the portable
+   * loop sm_cpu_dw_taps_portable. */
+  void (*dw_taps)(float *y, int64_t ldy, const float *const *rows, int nrows, int64_t xstep,
+                  int64_t tstep, const float *w, int64_t ldw, int64_t taps, int64_t J, int64_t n,
+                  const float *bias);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);
@@ -79,6 +87,10 @@ struct sm_device {
   sm_pool *pool;
   const sm_cpu_kernels *kernels;
 };
+
+void sm_cpu_dw_taps_portable(float *y, int64_t ldy, const float *const *rows, int nrows,
+                             int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
+                             int64_t taps, int64_t J, int64_t n, const float *bias);
 
 /* Memory (memory.c). */
 seqmix_status sm_cpu_alloc(sm_device *dev, size_t bytes, sm_buffer **out);

@@ -86,6 +86,7 @@ extern const sm_cpu_kernels sm_cpu_kernels_neon;
 struct sm_device {
   sm_pool *pool;
   const sm_cpu_kernels *kernels;
+  struct sm_cpu_fft_cache *fft; /* the long convolution's FFT plans and filter spectra */
 };
 
 void sm_cpu_dw_taps_portable(float *y, int64_t ldy, const float *const *rows, int nrows,
@@ -111,5 +112,6 @@ seqmix_status sm_cpu_linear_attention(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_conv2d_depthwise(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_pool_mixer(sm_device *dev, const sm_op *op);
 seqmix_status sm_cpu_long_conv(sm_device *dev, const sm_op *op);
+void sm_cpu_long_conv_release(sm_device *dev); /* at close */
 
 #endif

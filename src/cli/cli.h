@@ -37,6 +37,7 @@ typedef struct cli_op {
 extern const cli_op cli_conv1d_op;
 extern const cli_op cli_attention_op;
 extern const cli_op cli_scan_op, cli_ssd_op, cli_linattn_op;
+extern const cli_op cli_conv2d_op, cli_longconv_op, cli_pool_op;
 extern const cli_op *const cli_ops[];
 extern const int cli_op_count;
 

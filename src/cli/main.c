@@ -61,7 +61,7 @@ double cli_tolerance(seqmix_dtype dtype) {
 }
 
 const cli_op *const cli_ops[] = {&cli_conv1d_op, &cli_attention_op, &cli_scan_op, &cli_ssd_op,
-                                 &cli_linattn_op};
+                                 &cli_linattn_op, &cli_conv2d_op, &cli_longconv_op, &cli_pool_op};
 const int cli_op_count = sizeof cli_ops / sizeof cli_ops[0];
 
 const cli_op *cli_find_op(const char *name) {

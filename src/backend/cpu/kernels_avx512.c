@@ -336,49 +336,46 @@ TARGET static void silu_mul_row_avx512(float *y, const float *z, int64_t n) {
   }
 }
 
-/* Depthwise taps (cpu.h): a register tile of 8 outputs x 16 channels; every
- * weight vector loaded once serves the 8 outputs. */
+/* Depthwise taps (cpu.h): register tiles of R <= 8 outputs x 16 channels; a
+ * weight vector loaded once serves the R outputs. R is a constant at each
+ * call site, so the accumulators live in registers. */
+TARGET static inline __attribute__((always_inline)) void
+dw_tile_avx512(float *y, int64_t ldy, const float *const *rows, int64_t off, int nrows,
+               int64_t xstep, int64_t tstep, const float *w, int64_t ldw, int64_t taps,
+               __mmask16 m, __m512 b, const int R) {
+  __m512 a[8];
+  for (int r = 0; r < R; ++r) a[r] = b;
+  for (int u = 0; u < nrows; ++u) {
+    const float *x = rows[u] + off, *wu = w + u * taps * ldw;
+    for (int64_t v = 0; v < taps; ++v, x += tstep, wu += ldw) {
+      const __m512 wv = _mm512_maskz_loadu_ps(m, wu);
+      for (int r = 0; r < R; ++r)
+        a[r] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + r * xstep), a[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(y + r * ldy, m, a[r]);
+}
+
 TARGET static void dw_taps_avx512(float *y, int64_t ldy, const float *const *rows, int nrows,
                                   int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
                                   int64_t taps, int64_t J, int64_t n, const float *bias) {
   for (int64_t c = 0; c < n; c += 16) {
     const __mmask16 m = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
-    int64_t j = 0;
-    for (; j + 8 <= J; j += 8) {
-      __m512 a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
-      for (int u = 0; u < nrows; ++u) {
-        const float *x = rows[u] + j * xstep + c, *wu = w + u * taps * ldw + c;
-        for (int64_t v = 0; v < taps; ++v, x += tstep, wu += ldw) {
-          const __m512 wv = _mm512_maskz_loadu_ps(m, wu);
-          a0 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x), a0);
-          a1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + xstep), a1);
-          a2 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + 2 * xstep), a2);
-          a3 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + 3 * xstep), a3);
-          a4 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + 4 * xstep), a4);
-          a5 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + 5 * xstep), a5);
-          a6 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + 6 * xstep), a6);
-          a7 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + 7 * xstep), a7);
-        }
-      }
+    for (int64_t j = 0; j < J; j += 8) {
+      const int64_t off = j * xstep + c; /* this tile's first output and channel */
       float *o = y + j * ldy + c;
-      _mm512_mask_storeu_ps(o, m, a0);
-      _mm512_mask_storeu_ps(o + ldy, m, a1);
-      _mm512_mask_storeu_ps(o + 2 * ldy, m, a2);
-      _mm512_mask_storeu_ps(o + 3 * ldy, m, a3);
-      _mm512_mask_storeu_ps(o + 4 * ldy, m, a4);
-      _mm512_mask_storeu_ps(o + 5 * ldy, m, a5);
-      _mm512_mask_storeu_ps(o + 6 * ldy, m, a6);
-      _mm512_mask_storeu_ps(o + 7 * ldy, m, a7);
-    }
-    for (; j < J; ++j) {
-      __m512 a = b;
-      for (int u = 0; u < nrows; ++u) {
-        const float *x = rows[u] + j * xstep + c, *wu = w + u * taps * ldw + c;
-        for (int64_t v = 0; v < taps; ++v, x += tstep, wu += ldw)
-          a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, wu), _mm512_maskz_loadu_ps(m, x), a);
+      const float *wc = w + c;
+      switch (J - j < 8 ? J - j : 8) {
+      case 8: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 8); break;
+      case 7: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 7); break;
+      case 6: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 6); break;
+      case 5: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 5); break;
+      case 4: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 4); break;
+      case 3: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 3); break;
+      case 2: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 2); break;
+      default: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 1); break;
       }
-      _mm512_mask_storeu_ps(y + j * ldy + c, m, a);
     }
   }
 }

@@ -69,6 +69,11 @@ typedef struct sm_cpu_kernels {
   void (*dw_taps)(float *y, int64_t ldy, const float *const *rows, int nrows, int64_t xstep,
                   int64_t tstep, const float *w, int64_t ldw, int64_t taps, int64_t J, int64_t n,
                   const float *bias);
+  /* Causal taps of 8 consecutive outputs (direct long convolution): for j < 8,
+   * c < n, y[j*ldy + c] (+)= sum_{s < taps} h[s*ldh + c] * x[(j - s)*ldx + c]
+   * (+= when accumulate); x rows down to 1 - taps are readable. NULL: dw_taps. */
+  void (*causal_taps8)(float *y, int64_t ldy, const float *x, int64_t ldx, const float *h,
+                       int64_t ldh, int64_t taps, int64_t n, bool accumulate);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);

@@ -380,6 +380,36 @@ TARGET static void dw_taps_avx512(float *y, int64_t ldy, const float *const *row
   }
 }
 
+/* Causal taps of 8 outputs (cpu.h). Per block of 8 taps s0..s0+7 the 15 input
+ * rows they touch, x[-s0-7 .. 7-s0], are loaded once into registers and give
+ * all 64 products: 23 loads for 64 FMAs instead of 72. */
+TARGET static void causal_taps8_avx512(float *y, int64_t ldy, const float *x, int64_t ldx,
+                                       const float *h, int64_t ldh, int64_t taps, int64_t n,
+                                       bool accumulate) {
+  for (int64_t c = 0; c < n; c += 16) {
+    const __mmask16 m = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
+    __m512 a[8];
+    for (int j = 0; j < 8; ++j)
+      a[j] = accumulate ? _mm512_maskz_loadu_ps(m, y + j * ldy + c) : _mm512_setzero_ps();
+    int64_t s0 = 0;
+    for (; s0 + 8 <= taps; s0 += 8) {
+      const float *base = x + (-s0 - 7) * ldx + c; /* row -s0-7 */
+      __m512 r[15];
+      for (int k = 0; k < 15; ++k) r[k] = _mm512_maskz_loadu_ps(m, base + k * ldx);
+      for (int i = 0; i < 8; ++i) {
+        const __m512 hv = _mm512_maskz_loadu_ps(m, h + (s0 + i) * ldh + c);
+        for (int j = 0; j < 8; ++j) a[j] = _mm512_fmadd_ps(hv, r[j - i + 7], a[j]);
+      }
+    }
+    for (; s0 < taps; ++s0) {
+      const __m512 hv = _mm512_maskz_loadu_ps(m, h + s0 * ldh + c);
+      for (int j = 0; j < 8; ++j)
+        a[j] = _mm512_fmadd_ps(hv, _mm512_maskz_loadu_ps(m, x + (j - s0) * ldx + c), a[j]);
+    }
+    for (int j = 0; j < 8; ++j) _mm512_mask_storeu_ps(y + j * ldy + c, m, a[j]);
+  }
+}
+
 const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .isa = "avx512",
     .vector_floats = 16,
@@ -397,6 +427,7 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .softplus_row = softplus_row_avx512,
     .silu_mul_row = silu_mul_row_avx512,
     .dw_taps = dw_taps_avx512,
+    .causal_taps8 = causal_taps8_avx512,
     .load_row = load_row_avx512,
     .store_row = store_row_avx512,
 };

@@ -172,7 +172,7 @@ static void store_rows(const lconv_job *job, int64_t b, int64_t t0, int64_t t1, 
 
 /* ---- Direct ----------------------------------------------------------------------- */
 
-enum { direct_channels = 64, group = 8 };
+enum { direct_channels = 64, group = 8, tap_span = 1024 };
 
 static void direct_task(void *arg, int64_t task, int worker) {
   const lconv_job *job = arg;
@@ -190,17 +190,29 @@ static void direct_task(void *arg, int64_t task, int worker) {
   memset(xs, 0, (size_t)(zero_rows * n) * sizeof *xs);
   float *xrows = xs + zero_rows * n; /* row t at xrows + (t - lo) * n */
   load_rows(job, b, lo, t1, c0, n, xrows);
-  float *out = xrows + (t1 - lo) * n;
+  float *out = xrows + (t1 - lo) * n, *scratch_y = out + (t1 - t0) * n;
   void (*taps_fn)(float *, int64_t, const float *const *, int, int64_t, int64_t, const float *,
                   int64_t, int64_t, int64_t, int64_t, const float *) =
       job->kernels->dw_taps ? job->kernels->dw_taps : sm_cpu_dw_taps_portable;
-  for (int64_t t = t0; t < t1; t += group) {
-    const int64_t J = t1 - t < group ? t1 - t : group;
-    /* The group's last token reaches tap min(t + J - 1, taps - 1). */
-    const int64_t reach = t + J < job->taps ? t + J : job->taps;
-    const float *row = xrows + (t - lo) * n;
-    taps_fn(out + (t - t0) * n, n, &row, 1, n, -n, job->ht + c0, d->channels, reach, J, n, NULL);
-  }
+  /* Taps in spans of tap_span, each over all the block's groups, so the span's
+   * input rows and filter rows stay in L2. */
+  const int64_t reach_max = t1 < job->taps ? t1 : job->taps;
+  for (int64_t s0 = 0; s0 < reach_max; s0 += tap_span)
+    for (int64_t t = t0; t < t1; t += group) {
+      const int64_t J = t1 - t < group ? t1 - t : group;
+      /* The group's last token reaches tap min(t + J - 1, taps - 1). */
+      const int64_t reach = t + J < job->taps ? t + J : job->taps;
+      if (reach <= s0) continue;
+      const int64_t span = reach - s0 < tap_span ? reach - s0 : tap_span;
+      const float *row = xrows + (t - s0 - lo) * n, *h = job->ht + s0 * d->channels + c0;
+      float *y = out + (t - t0) * n;
+      if (J == group && job->kernels->causal_taps8) {
+        job->kernels->causal_taps8(y, n, row, n, h, d->channels, span, n, s0 > 0);
+      } else {
+        taps_fn(scratch_y, n, &row, 1, n, -n, h, d->channels, span, J, n, NULL);
+        for (int64_t k = 0; k < J * n; ++k) y[k] = s0 > 0 ? y[k] + scratch_y[k] : scratch_y[k];
+      }
+    }
   store_rows(job, b, t0, t1, c0, n, out, n, xrows + (t0 - lo) * n, n);
 }
 
@@ -223,7 +235,7 @@ static seqmix_status run_direct(sm_device *dev, const sm_op *op, lconv_job *job)
   if (block > d->tokens) block = d->tokens;
   job->token_block = block;
   job->token_tasks = (d->tokens + block - 1) / block;
-  job->scratch_floats = (size_t)((group + taps + 2 * block) * direct_channels);
+  job->scratch_floats = (size_t)((2 * group + taps + 2 * block) * direct_channels);
   job->scratch = malloc((size_t)threads * job->scratch_floats * sizeof(float));
   if (!job->scratch) {
     free(ht);

@@ -15,25 +15,30 @@
  * image times CG channel vectors of VEC adjacent channels (CG = local size 0).
  * It first copies the input pixels the tile reads, the tile with its halo
  * (tile_in_h x tile_in_w pixels, zeros outside the image), into local memory
- * as f32, each input once, then one barrier, then each work-item computes the
- * outputs of its channel vector at pixels lid1, lid1 + lanes, ... of the tile
- * (lanes = local size 1) from local memory. Local memory is a kernel argument
- * sized by the host, so tile sizes, strides and dilations are run-time values
- * and one build serves every shape. Work-items whose channel vector is past
- * the launch's channels load nothing and return after the barrier. The only
- * loop before the barrier is the copy, with one branch (inside the image),
- * which keeps PoCL's barrier handling cheap to compile.
+ * as f32, each input once; then one barrier; then each work-item computes the
+ * outputs of its channel vector from local memory, in runs of ROW_BLOCK
+ * adjacent outputs of a row (runs lid1, lid1 + lanes, ... of the tile, lanes =
+ * local size 1; tile_w is a multiple of ROW_BLOCK), so each weight it loads
+ * feeds ROW_BLOCK accumulators held in registers.
+ *
+ * Local memory is a kernel argument sized by the host, so tile sizes, strides,
+ * padding and dilations are run-time values and one build serves every shape.
+ * Work-items whose channel vector is past the launch's channels copy nothing
+ * and return after the barrier. The only loop before the barrier is the copy,
+ * with one branch (inside the image), which keeps PoCL's barrier handling
+ * cheap to compile.
  *
  * Global ids: 0 channel vector (channel_vectors of them from channel_begin,
  * rounded up to whole groups), 1 tile (tiles_w tiles a row of tiles) times
- * lanes, 2 batch. Index math into global memory is 64-bit.
+ * lanes, 2 batch. Index math into global memory is 64-bit; into the tile,
+ * int (the host keeps the tile within local memory).
  *
  * Build options: ACT, WEIGHT (f32|f16|bf16), BIAS (absent: no bias), VEC (1, 2,
- * 4, 8, 16), KSIZE_H and KSIZE_W (fast path: the window is a compile-time size,
- * its loops unrolled and a work-item's weights held in registers; absent: the
- * run-time kernel_h x kernel_w), POOL (build pool_mixer instead of
- * conv2d_depthwise), ALIGNED (offsets and pixel strides of every tensor are
- * multiples of VEC: whole-vector loads and stores).
+ * 4, 8, 16), ROW_BLOCK, KSIZE_H and KSIZE_W (fast path: the window is a
+ * compile-time size, its loops unrolled and a work-item's weights held in
+ * registers; absent: the run-time kernel_h x kernel_w), POOL (build pool_mixer
+ * instead of conv2d_depthwise), ALIGNED (offsets and pixel strides of x and y
+ * are multiples of VEC: whole-vector loads and stores).
  */
 
 #define floatv SM_FLOATN(VEC)

@@ -167,7 +167,8 @@ void tile_store(int i, vec4 v) {
 vec4 fetch_x(int b, int row, int col, int channel) {
   const int r = row - p.x_row_base;
   const bool inside = r >= 0 && r < p.x_rows && col >= 0 && col < p.width && channel < p.channels;
-  const int i = p.x_offset + b * p.x_batch_stride + clamp(r, 0, max(p.x_rows - 1, 0)) * p.x_row_stride +
+  const int i = p.x_offset + b * p.x_batch_stride +
+                clamp(r, 0, max(p.x_rows - 1, 0)) * p.x_row_stride +
                 clamp(col, 0, p.width - 1) * p.x_col_stride + min(channel, p.channels - W);
   const vec4 v = load_x(i);
   return inside ? v : vec4(0.0);
@@ -222,12 +223,14 @@ void compute_fast(int row0, int col0, int channel_lane, int channel) {
     vec4 taps[FAST_KERNEL];
     if (MODE == 0)
       [[unroll]] for (int v = 0; v < KERNEL; ++v)
-        taps[v] = load_weight(p.weight_offset + u * p.weight_row_stride + v * p.weight_col_stride + channel);
+        taps[v] = load_weight(p.weight_offset + u * p.weight_row_stride +
+                              v * p.weight_col_stride + channel);
     [[unroll]] for (int r = 0; r < OUT_ROWS; ++r) {
       const int tile_row = (row0 + r) * STRIDE + u;
       const int first = (tile_row * FAST_IN_COLS + col0 * STRIDE) * CHANNEL_LANES + channel_lane;
       vec4 segment[SEGMENT];
-      [[unroll]] for (int s = 0; s < SEGMENT; ++s) segment[s] = tile_load(first + s * CHANNEL_LANES);
+      [[unroll]] for (int s = 0; s < SEGMENT; ++s)
+        segment[s] = tile_load(first + s * CHANNEL_LANES);
       [[unroll]] for (int c = 0; c < OUT_COLS; ++c) {
         [[unroll]] for (int v = 0; v < KERNEL; ++v) {
           if (MODE == 0) acc[r][c] = fma(taps[v], segment[c * STRIDE + v], acc[r][c]);
@@ -247,9 +250,9 @@ vec4 compute_generic(int b, ivec2 origin, int row0, int col0, int in_cols, int c
     const int tile_row = row0 * p.stride_h + u * p.dilation_h;
     for (int v = 0; v < p.kernel_w; ++v) {
       const int tile_col = col0 * p.stride_w + v * p.dilation_w;
-      const vec4 tap_input = USE_SHARED
-                             ? tile_load((tile_row * in_cols + tile_col) * CHANNEL_LANES + channel_lane)
-                             : fetch_x(b, origin.x + tile_row, origin.y + tile_col, channel);
+      const vec4 tap_input =
+          USE_SHARED ? tile_load((tile_row * in_cols + tile_col) * CHANNEL_LANES + channel_lane)
+                     : fetch_x(b, origin.x + tile_row, origin.y + tile_col, channel);
       if (MODE == 0)
         acc = fma(load_weight(p.weight_offset + u * p.weight_row_stride + v * p.weight_col_stride +
                               channel),
@@ -275,12 +278,15 @@ void main() {
   const int col_tile = int(gl_WorkGroupID.x) / channel_blocks;
   const int b = int(gl_WorkGroupID.z);
   // Output pixel (0, 0) of the tile, and its input pixel (0, 0).
-  const int tile_i = p.y_row_base + int(gl_WorkGroupID.y) * TILE_ROWS, tile_j = col_tile * TILE_COLS;
+  const int tile_i = p.y_row_base + int(gl_WorkGroupID.y) * TILE_ROWS;
+  const int tile_j = col_tile * TILE_COLS;
   const ivec2 origin = ivec2(tile_i * p.stride_h - p.pad_h, tile_j * p.stride_w - p.pad_w);
   const int block_channel = block * CHANNEL_LANES * W;
   const int channel = block_channel + channel_lane * W;
   const bool live = channel < p.channels;
-  const int safe_channel = min(channel, p.channels - W); // lanes past the end shadow the last vector
+  // Lanes past the last channel shadow the last vector (so loads need no
+  // branch) and store nothing.
+  const int safe_channel = min(channel, p.channels - W);
 
   if (USE_SHARED) {
     load_tile(b, origin, block_channel);
@@ -288,7 +294,8 @@ void main() {
   }
 
   const int row0 = row_lane * OUT_ROWS, col0 = col_lane * OUT_COLS;
-  const vec4 start = MODE == 0 && p.has_bias != 0 ? load_bias(p.bias_offset + safe_channel) : vec4(0.0);
+  const vec4 start =
+      MODE == 0 && p.has_bias != 0 ? load_bias(p.bias_offset + safe_channel) : vec4(0.0);
   [[unroll]] for (int r = 0; r < OUT_ROWS; ++r)
     [[unroll]] for (int c = 0; c < OUT_COLS; ++c) {
       count[r][c] = MODE == 1 ? window_count(tile_i + row0 + r, tile_j + col0 + c) : 1.0;
@@ -306,7 +313,8 @@ void main() {
       const int j = tile_j + col0 + c;
       const vec4 value = MODE == 1 ? acc[r][c] / count[r][c] : acc[r][c];
       if (live && i < p.y_rows && j < p.out_width)
-        store_y(p.y_offset + b * p.y_batch_stride + i * p.y_row_stride + j * p.y_col_stride + channel,
+        store_y(p.y_offset + b * p.y_batch_stride + i * p.y_row_stride + j * p.y_col_stride +
+                    channel,
                 value);
     }
   }

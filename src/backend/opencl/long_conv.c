@@ -197,15 +197,22 @@ static seqmix_status reserve_transposed_h(sm_device *dev, uint64_t bytes, sm_buf
 
 /* ---- Direct ---------------------------------------------------------------------- */
 
+/* Build options of the direct variant with `vector_width` channels a work-item. */
+static void direct_options(const sm_device *dev, const sm_op *op, int vector_width, char *out,
+                           size_t size) {
+  char dtypes[96];
+  dtype_options(op, dtypes, sizeof dtypes);
+  snprintf(out, size, "%s -DVEC=%d -DTPI=%d", dtypes, vector_width, pick_tuning(dev)->tokens);
+}
+
 /* long_conv_direct over channels [channel_begin, channel_begin + groups * vector_width). */
 static seqmix_status launch_direct_part(sm_device *dev, const sm_op *op, sm_buffer *h_t,
-                                        const char *dtypes, int vector_width,
-                                        int64_t channel_begin, int64_t groups) {
+                                        int vector_width, int64_t channel_begin, int64_t groups) {
   const sm_long_conv_desc *d = &op->u.long_conv;
   const long_conv_tuning *t = pick_tuning(dev);
   const sm_tensor_ref *skip = &op->tensors[SM_LCONV_D_SKIP];
   char options[256];
-  snprintf(options, sizeof options, "%s -DVEC=%d -DTPI=%d", dtypes, vector_width, t->tokens);
+  direct_options(dev, op, vector_width, options, sizeof options);
   const sm_cl_kernel *k;
   seqmix_status st = sm_cl_kernel_get(dev, "long_conv.cl", options, "long_conv_direct", &k);
   if (st) return st;
@@ -231,8 +238,12 @@ static seqmix_status launch_direct(sm_device *dev, const sm_op *op) {
   const sm_long_conv_desc *d = &op->u.long_conv;
   const sm_tensor_ref *h = &op->tensors[SM_LCONV_H];
   const int64_t taps = taps_of(d);
-  char dtypes[96];
-  dtype_options(op, dtypes, sizeof dtypes);
+  const int vector_width = pick_tuning(dev)->vector_width;
+  const int64_t vector_groups = vector_width > 1 ? d->channels / vector_width : 0;
+  const int64_t tail_begin = vector_groups * vector_width;
+  /* long_conv_transpose_h comes from the first variant launched. */
+  char options[256];
+  direct_options(dev, op, vector_groups > 0 ? vector_width : 1, options, sizeof options);
   cl_mem placeholder;
   sm_buffer *h_t;
   const sm_cl_kernel *k;
@@ -240,7 +251,7 @@ static seqmix_status launch_direct(sm_device *dev, const sm_op *op) {
   if ((!op->tensors[SM_LCONV_D_SKIP].buffer && (st = sm_cl_dummy_buffer(dev, &placeholder))) ||
       (st = reserve_transposed_h(dev, (uint64_t)taps * (uint64_t)d->channels * sizeof(float),
                                  &h_t)) ||
-      (st = sm_cl_kernel_get(dev, "long_conv.cl", dtypes, "long_conv_transpose_h", &k)))
+      (st = sm_cl_kernel_get(dev, "long_conv.cl", options, "long_conv_transpose_h", &k)))
     return st;
   sm_cl_args a = {k->kernel, 0, CL_SUCCESS};
   sm_cl_arg_buffer(dev, &a, h->buffer);
@@ -254,14 +265,11 @@ static seqmix_status launch_direct(sm_device *dev, const sm_op *op) {
   const size_t global[2] = {sm_div_up((size_t)taps, 64) * 64, (size_t)d->channels};
   if ((st = sm_cl_enqueue(dev, k, 2, global, local))) return st;
 
-  const int vector_width = pick_tuning(dev)->vector_width;
-  const int64_t vector_groups = vector_width > 1 ? d->channels / vector_width : 0;
-  const int64_t tail_begin = vector_groups * vector_width;
   if (vector_groups > 0 &&
-      (st = launch_direct_part(dev, op, h_t, dtypes, vector_width, 0, vector_groups)))
+      (st = launch_direct_part(dev, op, h_t, vector_width, 0, vector_groups)))
     return st;
   if (tail_begin < d->channels)
-    st = launch_direct_part(dev, op, h_t, dtypes, 1, tail_begin, d->channels - tail_begin);
+    st = launch_direct_part(dev, op, h_t, 1, tail_begin, d->channels - tail_begin);
   return st;
 }
 

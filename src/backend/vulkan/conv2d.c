@@ -26,8 +26,6 @@
 #include "backend/vulkan/vulkan.h"
 
 #include <string.h>
-#include <stdio.h> /* TEMP-EXPERIMENT */
-#include <stdlib.h> /* TEMP-EXPERIMENT */
 
 /* Specialization constant ids of conv2d.comp. */
 enum {
@@ -87,9 +85,12 @@ typedef struct conv2d_tuning {
 
 static const conv2d_tuning tunings[] = {
     /* lavapipe: a work-group is one thread stepping over 8-lane rows, and
-     * every shared-memory load is a gather: a row of 8 outputs per
-     * invocation reads each input of a kernel row once for all 8. */
-    {VK_PHYSICAL_DEVICE_TYPE_CPU, 64, 8, 1, 8},
+     * every load, shared memory included, is one scalar load per lane and
+     * component, so loads per output decide: a 2 x 4 register tile reads
+     * ~24 vectors per output vector of a 7x7 kernel (1 x 1: 98) and still
+     * lets an 8 x 8 tile with its halo fit 32 KiB (measured: 1x1, 1x2, 1x8,
+     * 2x4, 4x4, 4x8 on the bench shapes; 2x4 was as fast as any, 1x1 4x slower). */
+    {VK_PHYSICAL_DEVICE_TYPE_CPU, 64, 8, 2, 4},
     {VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU, 256, 8, 2, 2},
     {VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU, 128, 8, 2, 2},
 };
@@ -182,12 +183,18 @@ static bool shrink_tile(const window_problem *w, tile_shape *t) {
   uint64_t rows = input_extent(tile_rows_of(t), w->stride_h, w->kernel_h, w->dilation_h);
   uint64_t cols = input_extent(tile_cols_of(t), w->stride_w, w->kernel_w, w->dilation_w);
   bool by_rows = rows > cols ? tile_rows_of(t) > 1 : tile_cols_of(t) == 1;
-  if (by_rows && t->out_rows > 1) t->out_rows /= 2;
-  else if (!by_rows && t->out_cols > 1) t->out_cols /= 2;
-  else if (by_rows && t->row_lanes > 1) t->row_lanes /= 2;
-  else if (!by_rows && t->col_lanes > 1) t->col_lanes /= 2;
-  else if (t->channel_lanes > 1) t->channel_lanes /= 2;
-  else return false;
+  if (by_rows && t->out_rows > 1)
+    t->out_rows /= 2;
+  else if (!by_rows && t->out_cols > 1)
+    t->out_cols /= 2;
+  else if (by_rows && t->row_lanes > 1)
+    t->row_lanes /= 2;
+  else if (!by_rows && t->col_lanes > 1)
+    t->col_lanes /= 2;
+  else if (t->channel_lanes > 1)
+    t->channel_lanes /= 2;
+  else
+    return false;
   return true;
 }
 
@@ -206,9 +213,6 @@ static bool choose_tile(const sm_device *dev, const window_problem *w, bool fast
   const conv2d_tuning *tuning = &default_tuning;
   for (size_t i = 0; i < sizeof tunings / sizeof tunings[0]; ++i)
     if (tunings[i].type == dev->caps.props.deviceType) tuning = &tunings[i];
-  conv2d_tuning tmp_tuning = *tuning; /* TEMP-EXPERIMENT */
-  if (getenv("C2D_TUNE")) sscanf(getenv("C2D_TUNE"), "%u,%u,%u,%u", &tmp_tuning.workgroup_size, &tmp_tuning.channel_lanes, &tmp_tuning.out_rows, &tmp_tuning.out_cols);
-  tuning = &tmp_tuning;
   uint32_t wg = tuning->workgroup_size;
   if (wg > limits->maxComputeWorkGroupInvocations) wg = limits->maxComputeWorkGroupInvocations;
   if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
@@ -372,8 +376,8 @@ static bool plan_conv2d(const sm_device *dev, const window_problem *w, conv2d_pl
       !stride_of(x, 2, &p->x_col_stride) || !stride_of(y, 0, &p->y_batch_stride) ||
       !stride_of(y, 1, &p->y_row_stride) || !stride_of(y, 2, &p->y_col_stride))
     return false;
-  if (weight->buffer &&
-      (!stride_of(weight, 0, &p->weight_row_stride) || !stride_of(weight, 1, &p->weight_col_stride)))
+  if (weight->buffer && (!stride_of(weight, 0, &p->weight_row_stride) ||
+                         !stride_of(weight, 1, &p->weight_col_stride)))
     return false;
 
   /* W channels per load where every pixel of x and y starts on a multiple of
@@ -381,19 +385,19 @@ static bool plan_conv2d(const sm_device *dev, const window_problem *w, conv2d_pl
    * inside them keep that property); the parameters as vectors where theirs
    * do too. */
   uint32_t width = 4;
-  while (width > 1 && (w->channels % width || x->offset % width || p->x_batch_stride % width ||
-                       p->x_row_stride % width || p->x_col_stride % width || y->offset % width ||
-                       p->y_batch_stride % width || p->y_row_stride % width ||
-                       p->y_col_stride % width))
+  while (width > 1 &&
+         (w->channels % width || x->offset % width || p->x_batch_stride % width ||
+          p->x_row_stride % width || p->x_col_stride % width || y->offset % width ||
+          p->y_batch_stride % width || p->y_row_stride % width || p->y_col_stride % width))
     width /= 2;
-  const bool param_vectors = !weight->buffer || (weight->offset % width == 0 &&
-                                                 p->weight_row_stride % (int32_t)width == 0 &&
-                                                 p->weight_col_stride % (int32_t)width == 0 &&
-                                                 (!bias->buffer || bias->offset % width == 0));
+  const bool param_vectors =
+      !weight->buffer ||
+      (weight->offset % width == 0 && p->weight_row_stride % (int32_t)width == 0 &&
+       p->weight_col_stride % (int32_t)width == 0 && (!bias->buffer || bias->offset % width == 0));
 
   bool fast = fast_kernel(w->kernel_h) && w->kernel_w == w->kernel_h &&
-              w->stride_h == w->stride_w && w->stride_h <= FAST_MAX_STRIDE &&
-              w->dilation_h == 1 && w->dilation_w == 1;
+              w->stride_h == w->stride_w && w->stride_h <= FAST_MAX_STRIDE && w->dilation_h == 1 &&
+              w->dilation_w == 1;
   tile_shape tile;
   bool use_shared = true;
   if (fast && !choose_tile(dev, w, true, width, &tile, &use_shared)) fast = false;
@@ -414,7 +418,6 @@ static bool plan_conv2d(const sm_device *dev, const window_problem *w, conv2d_pl
   plan->tile_rows = tile_rows_of(&tile);
   if (!choose_pieces(dev, w, plan->tile_rows, plan)) return false;
 
-  if (getenv("C2D_DEBUG")) fprintf(stderr, "TEMP fast %d shared %d cl %u rl %u col %u out %ux%u W %u tile %llu groups %u x %llu\n", fast, use_shared, tile.channel_lanes, tile.row_lanes, tile.col_lanes, tile.out_rows, tile.out_cols, width, (unsigned long long)shared_vectors, plan->groups_x, (unsigned long long)sm_div_up((uint64_t)w->out_height, plan->tile_rows));
   uint32_t *spec = plan->spec;
   spec[SPEC_WORKGROUP_SIZE] = wg;
   spec[SPEC_MODE] = (uint32_t)w->mode;

@@ -74,6 +74,13 @@ typedef struct sm_cpu_kernels {
    * (+= when accumulate); x rows down to 1 - taps are readable. NULL: dw_taps. */
   void (*causal_taps8)(float *y, int64_t ldy, const float *x, int64_t ldx, const float *h,
                        int64_t ldh, int64_t taps, int64_t n, bool accumulate);
+  /* Complex FFT of length n (a power of two) on 16 lanes at once, in place:
+   * element k is x[32k .. 32k+15] (real parts) and x[32k+16 .. 32k+31]
+   * (imaginary parts), x 64-byte aligned; tw[2p], tw[2p+1] = cos, -sin(2 pi p / n)
+   * for p < n/2. Forward: natural order in, bit-reversed order out; inverse
+   * (conjugate twiddles, unscaled): bit-reversed in, natural out.
+   * NULL: KISS FFT per channel. */
+  void (*fft16)(float *x, int64_t n, const float *tw, bool inverse);
   /* n elements of dtype (F16/BF16) to f32 and back (round to nearest even). */
   void (*load_row)(seqmix_dtype dtype, const void *src, float *dst, int64_t n);
   void (*store_row)(seqmix_dtype dtype, const float *src, void *dst, int64_t n);

@@ -410,6 +410,54 @@ TARGET static void causal_taps8_avx512(float *y, int64_t ldy, const float *x, in
   }
 }
 
+/* FFT on 16 lanes (cpu.h), in place and depth first, so once a sub-transform
+ * fits the caches all its passes run there. Forward: decimation in frequency,
+ * natural order in, bit-reversed out; inverse: decimation in time, the exact
+ * reverse (bit-reversed in, natural out), conjugate twiddles. w^j = tw[j * step]. */
+TARGET static void fft16_dif_avx512(float *x, int64_t n, const float *tw, int64_t step) {
+  if (n < 2) return;
+  const int64_t h = n / 2;
+  float *xb = x + 32 * h;
+  for (int64_t j = 0; j < h; ++j) {
+    const __m512 wr = _mm512_set1_ps(tw[2 * j * step]), wi = _mm512_set1_ps(tw[2 * j * step + 1]);
+    const __m512 ar = _mm512_load_ps(x + 32 * j), ai = _mm512_load_ps(x + 32 * j + 16);
+    const __m512 br = _mm512_load_ps(xb + 32 * j), bi = _mm512_load_ps(xb + 32 * j + 16);
+    _mm512_store_ps(x + 32 * j, _mm512_add_ps(ar, br));
+    _mm512_store_ps(x + 32 * j + 16, _mm512_add_ps(ai, bi));
+    const __m512 dr = _mm512_sub_ps(ar, br), di = _mm512_sub_ps(ai, bi);
+    _mm512_store_ps(xb + 32 * j, _mm512_fmsub_ps(dr, wr, _mm512_mul_ps(di, wi)));
+    _mm512_store_ps(xb + 32 * j + 16, _mm512_fmadd_ps(dr, wi, _mm512_mul_ps(di, wr)));
+  }
+  fft16_dif_avx512(x, h, tw, 2 * step);
+  fft16_dif_avx512(xb, h, tw, 2 * step);
+}
+
+TARGET static void fft16_dit_avx512(float *x, int64_t n, const float *tw, int64_t step) {
+  if (n < 2) return;
+  const int64_t h = n / 2;
+  float *xb = x + 32 * h;
+  fft16_dit_avx512(x, h, tw, 2 * step);
+  fft16_dit_avx512(xb, h, tw, 2 * step);
+  for (int64_t j = 0; j < h; ++j) {
+    const __m512 wr = _mm512_set1_ps(tw[2 * j * step]), wi = _mm512_set1_ps(-tw[2 * j * step + 1]);
+    const __m512 ar = _mm512_load_ps(x + 32 * j), ai = _mm512_load_ps(x + 32 * j + 16);
+    const __m512 br0 = _mm512_load_ps(xb + 32 * j), bi0 = _mm512_load_ps(xb + 32 * j + 16);
+    const __m512 br = _mm512_fmsub_ps(br0, wr, _mm512_mul_ps(bi0, wi));
+    const __m512 bi = _mm512_fmadd_ps(br0, wi, _mm512_mul_ps(bi0, wr));
+    _mm512_store_ps(x + 32 * j, _mm512_add_ps(ar, br));
+    _mm512_store_ps(x + 32 * j + 16, _mm512_add_ps(ai, bi));
+    _mm512_store_ps(xb + 32 * j, _mm512_sub_ps(ar, br));
+    _mm512_store_ps(xb + 32 * j + 16, _mm512_sub_ps(ai, bi));
+  }
+}
+
+TARGET static void fft16_avx512(float *x, int64_t n, const float *tw, bool inverse) {
+  if (inverse)
+    fft16_dit_avx512(x, n, tw, 1);
+  else
+    fft16_dif_avx512(x, n, tw, 1);
+}
+
 const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .isa = "avx512",
     .vector_floats = 16,
@@ -428,6 +476,7 @@ const sm_cpu_kernels sm_cpu_kernels_avx512 = {
     .silu_mul_row = silu_mul_row_avx512,
     .dw_taps = dw_taps_avx512,
     .causal_taps8 = causal_taps8_avx512,
+    .fft16 = fft16_avx512,
     .load_row = load_row_avx512,
     .store_row = store_row_avx512,
 };

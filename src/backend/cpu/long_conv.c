@@ -19,6 +19,7 @@
 #include "backend/cpu/cpu.h"
 
 #include <kiss_fftr.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,13 +29,17 @@ enum { cached_plans = 4, cached_filters = 4 };
 
 typedef struct fft_plan {
   int64_t n; /* 0: empty */
+  bool lanes; /* the 16-lane FFT (twiddles), else KISS FFT (per-worker plans) */
   int workers;
   kiss_fftr_cfg *forward, *inverse; /* one per worker */
+  float *twiddles;                  /* [n/2][2] */
+  int32_t *bitrev;                  /* [n]: where the forward transform puts frequency k */
   uint64_t used;
 } fft_plan;
 
 typedef struct filter_spectrum {
   uint64_t version; /* 0: empty */
+  bool lanes;       /* layout: [C/16][n/2+1][re 16, im 16], else [C][n/2+1] complex */
   int64_t offset, strides[2], channels, filter_len, taps, n;
   seqmix_dtype dtype;
   kiss_fft_cpx *spectrum; /* [C][n/2 + 1] */
@@ -45,6 +50,10 @@ struct sm_cpu_fft_cache {
   fft_plan plans[cached_plans];
   filter_spectrum filters[cached_filters];
   uint64_t clock;
+  /* Workers' buffers, kept between calls: fresh pages cost more than the
+   * transforms (page faults and zeroing of tens of MiB a call). */
+  float *scratch;
+  size_t scratch_bytes;
 };
 
 static void plan_clear(fft_plan *p) {
@@ -54,6 +63,8 @@ static void plan_clear(fft_plan *p) {
   }
   free(p->forward);
   free(p->inverse);
+  free(p->twiddles);
+  free(p->bitrev);
   memset(p, 0, sizeof *p);
 }
 
@@ -61,6 +72,7 @@ void sm_cpu_long_conv_release(sm_device *dev) {
   if (!dev->fft) return;
   for (int i = 0; i < cached_plans; ++i) plan_clear(&dev->fft->plans[i]);
   for (int i = 0; i < cached_filters; ++i) free(dev->fft->filters[i].spectrum);
+  free(dev->fft->scratch);
   free(dev->fft);
   dev->fft = NULL;
 }
@@ -72,13 +84,13 @@ static seqmix_status cache_get(sm_device *dev, const char *fn) {
 }
 
 /* Plans of length n for every worker: cached, or made in the least recently used slot. */
-static seqmix_status plan_get(sm_device *dev, const char *fn, int64_t n, int workers,
+static seqmix_status plan_get(sm_device *dev, const char *fn, int64_t n, bool lanes, int workers,
                               const fft_plan **out) {
   struct sm_cpu_fft_cache *cache = dev->fft;
   fft_plan *victim = &cache->plans[0];
   for (int i = 0; i < cached_plans; ++i) {
     fft_plan *p = &cache->plans[i];
-    if (p->n == n && p->workers >= workers) {
+    if (p->n == n && p->lanes == lanes && (lanes || p->workers >= workers)) {
       p->used = ++cache->clock;
       *out = p;
       return SEQMIX_OK;
@@ -86,6 +98,28 @@ static seqmix_status plan_get(sm_device *dev, const char *fn, int64_t n, int wor
     if (p->used < victim->used) victim = p;
   }
   plan_clear(victim);
+  if (lanes) {
+    victim->twiddles = malloc((size_t)n * sizeof(float));
+    victim->bitrev = malloc((size_t)n * sizeof(int32_t));
+    if (!victim->twiddles || !victim->bitrev || n > INT32_MAX) {
+      plan_clear(victim);
+      return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", fn);
+    }
+    for (int64_t p = 0; p < n / 2; ++p) {
+      const double a = 2 * M_PI * (double)p / (double)n;
+      victim->twiddles[2 * p] = (float)cos(a), victim->twiddles[2 * p + 1] = (float)-sin(a);
+    }
+    int bits = 0;
+    while ((INT64_C(1) << bits) < n) ++bits;
+    for (int64_t k = 0; k < n; ++k) {
+      int64_t r = 0;
+      for (int i = 0; i < bits; ++i) r |= (k >> i & 1) << (bits - 1 - i);
+      victim->bitrev[k] = (int32_t)r;
+    }
+    victim->n = n, victim->lanes = true, victim->used = ++cache->clock;
+    *out = victim;
+    return SEQMIX_OK;
+  }
   victim->forward = calloc((size_t)workers, sizeof *victim->forward);
   victim->inverse = calloc((size_t)workers, sizeof *victim->inverse);
   victim->workers = workers;
@@ -289,6 +323,82 @@ static void fft_task(void *arg, int64_t task, int worker) {
   store_rows(job, b, 0, L, c0, g, out, g, rows, g);
 }
 
+/* ---- FFT on 16 lanes (sm_cpu_kernels.fft16) ------------------------------------------
+ * Channels c0 .. c0+31 travel as one complex signal z = (c0..c0+15) + i (c0+16..c0+31):
+ * a row of x is already one element of it. From Z = FFT(z), with k' = n - k,
+ *   A[k] = (Z[k] + conj Z[k']) / 2,  B[k] = -i (Z[k] - conj Z[k']) / 2
+ * are the spectra of the two halves; the product W = A Ha + i B Hb goes back
+ * through one inverse FFT whose real and imaginary parts are the two halves' y. */
+
+enum { lanes = 16, pair = 32 };
+
+/* A (k) and B (k) of the two 16-channel halves from Z[k] and Z[n - k]. */
+static void split_halves(const float *zk, const float *zm, float *a, float *b) {
+  for (int l = 0; l < lanes; ++l) {
+    const float kr = zk[l], ki = zk[lanes + l], mr = zm[l], mi = zm[lanes + l];
+    a[l] = 0.5f * (kr + mr), a[lanes + l] = 0.5f * (ki - mi);
+    b[l] = 0.5f * (ki + mi), b[lanes + l] = -0.5f * (kr - mr);
+  }
+}
+
+static float *pair_buffer(const lconv_job *job, int worker) {
+  return job->scratch + (size_t)worker * job->scratch_floats;
+}
+
+/* Spectra of the filters of channels 32p .. 32p+31 into two 16-lane groups. */
+static void lane_filter_task(void *arg, int64_t p, int worker) {
+  const lconv_job *job = arg;
+  const sm_tensor_ref *h = job->h;
+  const int64_t n = job->n, bins = n / 2 + 1, C = job->desc->channels, c0 = p * pair;
+  float *z = pair_buffer(job, worker);
+  const int32_t *pos = job->plan->bitrev;
+  memset(z, 0, (size_t)(n * pair) * sizeof *z);
+  for (int64_t l = 0; l < pair && c0 + l < C; ++l)
+    for (int64_t s = 0; s < job->taps; ++s)
+      z[s * pair + l] = param_at(h, h->offset + (c0 + l) * h->strides[0] + s);
+  job->kernels->fft16(z, n, job->plan->twiddles, false);
+  float *spec = (float *)job->spectrum;
+  float *ha = spec + (size_t)(2 * p) * (size_t)(bins * pair), *hb = ha + bins * pair;
+  for (int64_t k = 0; k < bins; ++k)
+    split_halves(z + pos[k] * pair, z + pos[(n - k) & (n - 1)] * pair, ha + k * pair,
+                 hb + k * pair);
+}
+
+static void lane_fft_task(void *arg, int64_t task, int worker) {
+  const lconv_job *job = arg;
+  const sm_long_conv_desc *d = job->desc;
+  const int64_t pairs = (d->channels + pair - 1) / pair, b = task / pairs, p = task % pairs;
+  const int64_t c0 = p * pair, g = d->channels - c0 < pair ? d->channels - c0 : pair;
+  const int64_t L = d->tokens, n = job->n, bins = n / 2 + 1;
+  float *z = pair_buffer(job, worker), *rows = z + n * pair; /* rows [L][g] */
+  const int32_t *pos = job->plan->bitrev;
+  load_rows(job, b, 0, L, c0, g, rows);
+  memset(z, 0, (size_t)(n * pair) * sizeof *z);
+  for (int64_t t = 0; t < L; ++t) memcpy(z + t * pair, rows + t * g, (size_t)g * sizeof *z);
+  job->kernels->fft16(z, n, job->plan->twiddles, false);
+  const float *spec = (const float *)job->spectrum;
+  const float *ha = spec + (size_t)(2 * p) * (size_t)(bins * pair), *hb = ha + bins * pair;
+  for (int64_t k = 0; k < bins; ++k) {
+    float *zk = z + pos[k] * pair, *zm = z + pos[(n - k) & (n - 1)] * pair, a[pair], bb[pair];
+    split_halves(zk, zm, a, bb);
+    const float *fa = ha + k * pair, *fb = hb + k * pair;
+    for (int l = 0; l < lanes; ++l) {
+      const float yar = a[l] * fa[l] - a[lanes + l] * fa[lanes + l];
+      const float yai = a[l] * fa[lanes + l] + a[lanes + l] * fa[l];
+      const float ybr = bb[l] * fb[l] - bb[lanes + l] * fb[lanes + l];
+      const float ybi = bb[l] * fb[lanes + l] + bb[lanes + l] * fb[l];
+      zk[l] = yar - ybi, zk[lanes + l] = yai + ybr; /* W[k] = Ya + i Yb */
+      zm[l] = yar + ybi, zm[lanes + l] = ybr - yai; /* W[n-k] = conj Ya + i conj Yb */
+    }
+  }
+  job->kernels->fft16(z, n, job->plan->twiddles, true);
+  float *w = z;
+  const float inv_n = 1.0f / (float)n;
+  for (int64_t t = 0; t < L; ++t)
+    for (int64_t l = 0; l < g; ++l) w[t * g + l] = w[t * pair + l] * inv_n; /* compact to [L][g] */
+  store_rows(job, b, 0, L, c0, g, w, g, rows, g);
+}
+
 /* The filter's spectra: from the cache when h's contents and layout match. */
 static seqmix_status filter_get(sm_device *dev, const sm_op *op, lconv_job *job) {
   const sm_tensor_ref *h = &op->tensors[SM_LCONV_H];
@@ -300,7 +410,7 @@ static seqmix_status filter_get(sm_device *dev, const sm_op *op, lconv_job *job)
     if (f->spectrum && f->version == h->version && f->offset == h->offset &&
         f->strides[0] == h->strides[0] && f->strides[1] == h->strides[1] &&
         f->dtype == h->dtype && f->channels == d->channels && f->filter_len == d->filter_len &&
-        f->taps == job->taps && f->n == job->n) {
+        f->taps == job->taps && f->n == job->n && f->lanes == job->plan->lanes) {
       f->used = ++cache->clock;
       job->spectrum = f->spectrum;
       return SEQMIX_OK;
@@ -309,15 +419,23 @@ static seqmix_status filter_get(sm_device *dev, const sm_op *op, lconv_job *job)
   }
   free(victim->spectrum);
   memset(victim, 0, sizeof *victim);
-  victim->spectrum = malloc((size_t)(d->channels * (job->n / 2 + 1)) * sizeof(kiss_fft_cpx));
+  const bool lanes_fft = job->plan->lanes;
+  const int64_t pairs = (d->channels + pair - 1) / pair;
+  /* Lanes: 2 groups of 16 per pair of [bins][32] floats; else [C][bins] complex. */
+  const size_t bytes = lanes_fft ? (size_t)(2 * pairs * (job->n / 2 + 1) * pair) * sizeof(float)
+                                 : (size_t)(d->channels * (job->n / 2 + 1)) * sizeof(kiss_fft_cpx);
+  victim->spectrum = malloc(bytes);
   if (!victim->spectrum)
     return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
   job->spectrum = victim->spectrum;
   job->h = h;
-  sm_pool_run(dev->pool, d->channels, filter_task, job);
-  *victim = (filter_spectrum){h->version, h->offset, {h->strides[0], h->strides[1]}, d->channels,
-                              d->filter_len, job->taps, job->n, h->dtype, victim->spectrum,
-                              ++cache->clock};
+  if (lanes_fft)
+    sm_pool_run(dev->pool, pairs, lane_filter_task, job);
+  else
+    sm_pool_run(dev->pool, d->channels, filter_task, job);
+  *victim = (filter_spectrum){h->version, lanes_fft, h->offset, {h->strides[0], h->strides[1]},
+                              d->channels, d->filter_len, job->taps, job->n, h->dtype,
+                              victim->spectrum, ++cache->clock};
   return SEQMIX_OK;
 }
 
@@ -325,16 +443,34 @@ static seqmix_status run_fft(sm_device *dev, const sm_op *op, lconv_job *job) {
   const sm_long_conv_desc *d = &op->u.long_conv;
   const int threads = sm_pool_threads(dev->pool);
   seqmix_status st;
-  job->n = sm_long_conv_fft_size(d->tokens, d->filter_len);
-  if ((st = cache_get(dev, op->name)) || (st = plan_get(dev, op->name, job->n, threads, &job->plan)))
+  /* The 16-lane FFT takes powers of two; KISS FFT any 7-smooth length. */
+  const bool lanes_fft = dev->kernels->fft16 != NULL;
+  const int64_t L = d->tokens;
+  job->n = lanes_fft ? (int64_t)sm_ceil_pow2((uint64_t)(L + job->taps - 1))
+                     : sm_long_conv_fft_size(L, d->filter_len);
+  if (job->n < 2) job->n = 2;
+  if ((st = cache_get(dev, op->name)) ||
+      (st = plan_get(dev, op->name, job->n, lanes_fft, threads, &job->plan)))
     return st;
-  const int64_t L = d->tokens, n = job->n;
-  job->scratch_floats = (size_t)(2 * L * group + n + 2 * (n / 2 + 1) + 16);
-  job->scratch = malloc((size_t)threads * job->scratch_floats * sizeof(float));
-  if (!job->scratch) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+  const int64_t n = job->n;
+  job->scratch_floats = lanes_fft ? (size_t)((n + L) * pair)
+                                  : (size_t)(2 * L * group + n + 2 * (n / 2 + 1) + 16);
+  job->scratch_floats = (job->scratch_floats + 15) / 16 * 16; /* 64-byte aligned per worker */
+  struct sm_cpu_fft_cache *cache = dev->fft;
+  const size_t bytes = (size_t)threads * job->scratch_floats * sizeof(float);
+  if (cache->scratch_bytes < bytes) {
+    free(cache->scratch);
+    cache->scratch_bytes = 0;
+    if (!(cache->scratch = aligned_alloc(64, bytes)))
+      return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+    cache->scratch_bytes = bytes;
+  }
+  job->scratch = cache->scratch;
   st = filter_get(dev, op, job);
-  if (!st) sm_pool_run(dev->pool, d->batch * ((d->channels + group - 1) / group), fft_task, job);
-  free(job->scratch);
+  if (!st && lanes_fft)
+    sm_pool_run(dev->pool, d->batch * ((d->channels + pair - 1) / pair), lane_fft_task, job);
+  else if (!st)
+    sm_pool_run(dev->pool, d->batch * ((d->channels + group - 1) / group), fft_task, job);
   return st;
 }
 

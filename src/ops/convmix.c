@@ -109,15 +109,16 @@ int64_t sm_long_conv_fft_size(int64_t tokens, int64_t filter_len) {
 
 /* The cost model behind SEQMIX_CONV_AUTO. Direct: one multiply-add per tap
  * and output; FFT: a forward and an inverse real transform per (batch,
- * channel) and the pointwise product, ~2.5 N log2 N flops each, with a factor
- * for their memory-bound passes (the filter's transform is cached, so it is
- * not counted). Measured crossover on this machine's CPU path: see the note
- * of the long convolution issue; `seqmix bench --op longconv` prints both. */
+ * channel) and the pointwise product, ~2.5 N log2 N flops each, times 3.5 for
+ * their memory-bound passes (the filter's transform is cached, so it is not
+ * counted). The factor puts the crossover where the CPU path measured it: at
+ * L = 4096, C = 768 about 250 taps (direct 4.0 ms / FFT 16 ms at 64 taps,
+ * 20 / 21 ms at 256, 125 / 11 ms at 4096; `seqmix bench --op longconv`). */
 bool sm_long_conv_use_fft(int64_t tokens, int64_t filter_len) {
   const double L = (double)tokens, taps = (double)(filter_len < tokens ? filter_len : tokens);
   const double direct = L * taps - taps * (taps - 1) / 2;
   const double n = (double)sm_long_conv_fft_size(tokens, filter_len);
-  const double fft = 8.0 * (2 * 2.5 * n * log2(n) + 4 * n);
+  const double fft = 3.5 * (2 * 2.5 * n * log2(n) + 4 * n);
   return direct > fft;
 }
 

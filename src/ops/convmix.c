@@ -20,6 +20,22 @@ static seqmix_status check_param(const char *fn, const char *name, int32_t v, in
   return SEQMIX_OK;
 }
 
+/* Strides, pads and dilations with defaults applied, or the rule one breaks. */
+static seqmix_status resolve_params(const char *fn, const seqmix_conv2d_params *params,
+                                    int32_t *sh, int32_t *sw, int32_t *ph, int32_t *pw,
+                                    int32_t *dh, int32_t *dw) {
+  const seqmix_conv2d_params p = params ? *params : (seqmix_conv2d_params){0};
+  seqmix_status st;
+  if ((st = check_param(fn, "stride_h", p.stride_h, 1, sh, 1)) ||
+      (st = check_param(fn, "stride_w", p.stride_w, 1, sw, 1)) ||
+      (st = check_param(fn, "pad_h", p.pad_h, 0, ph, 0)) ||
+      (st = check_param(fn, "pad_w", p.pad_w, 0, pw, 0)) ||
+      (st = check_param(fn, "dilation_h", p.dilation_h, 1, dh, 1)) ||
+      (st = check_param(fn, "dilation_w", p.dilation_w, 1, dw, 1)))
+    return st;
+  return SEQMIX_OK;
+}
+
 /* Output extent of one axis; < 1 when the dilated kernel does not fit. */
 static int64_t conv_out_extent(int64_t in, int64_t k, int32_t stride, int32_t pad, int32_t dil) {
   int64_t span = (int64_t)dil * (k - 1) + 1, padded = in + 2 * (int64_t)pad;
@@ -42,15 +58,8 @@ seqmix_status seqmix_conv2d_depthwise(seqmix_context *ctx, const seqmix_tensor *
   if (weight->rank != 3)
     return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT,
                    "%s: weight has rank %d; it must be [KH, KW, C]", fn, weight->rank);
-  seqmix_conv2d_params p = params ? *params : (seqmix_conv2d_params){0};
-  int32_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
-  if ((st = check_param(fn, "stride_h", p.stride_h, 1, &sh, 1)) ||
-      (st = check_param(fn, "stride_w", p.stride_w, 1, &sw, 1)) ||
-      (st = check_param(fn, "pad_h", p.pad_h, 0, &ph, 0)) ||
-      (st = check_param(fn, "pad_w", p.pad_w, 0, &pw, 0)) ||
-      (st = check_param(fn, "dilation_h", p.dilation_h, 1, &dh, 1)) ||
-      (st = check_param(fn, "dilation_w", p.dilation_w, 1, &dw, 1)))
-    return st;
+  int32_t sh, sw, ph, pw, dh, dw;
+  if ((st = resolve_params(fn, params, &sh, &sw, &ph, &pw, &dh, &dw))) return st;
   const int64_t B = x->shape[0], H = x->shape[1], W = x->shape[2], C = x->shape[3];
   const int64_t KH = weight->shape[0], KW = weight->shape[1];
   const int64_t Ho = conv_out_extent(H, KH, sh, ph, dh), Wo = conv_out_extent(W, KW, sw, pw, dw);
@@ -222,16 +231,9 @@ seqmix_status seqmix_reference_conv2d_depthwise(int64_t batch, int64_t height, i
     return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: sizes must be >= 1", fn);
   if (!x || !weight || !y)
     return sm_fail(SEQMIX_ERROR_INVALID_ARGUMENT, "%s: x, weight and y are required", fn);
-  seqmix_conv2d_params p = params ? *params : (seqmix_conv2d_params){0};
-  int32_t sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
-  seqmix_status st;
-  if ((st = check_param(fn, "stride_h", p.stride_h, 1, &sh, 1)) ||
-      (st = check_param(fn, "stride_w", p.stride_w, 1, &sw, 1)) ||
-      (st = check_param(fn, "pad_h", p.pad_h, 0, &ph, 0)) ||
-      (st = check_param(fn, "pad_w", p.pad_w, 0, &pw, 0)) ||
-      (st = check_param(fn, "dilation_h", p.dilation_h, 1, &dh, 1)) ||
-      (st = check_param(fn, "dilation_w", p.dilation_w, 1, &dw, 1)))
-    return st;
+  int32_t sh, sw, ph, pw, dh, dw;
+  seqmix_status st = resolve_params(fn, params, &sh, &sw, &ph, &pw, &dh, &dw);
+  if (st) return st;
   const int64_t C = channels, Ho = conv_out_extent(height, kernel_h, sh, ph, dh),
                 Wo = conv_out_extent(width, kernel_w, sw, pw, dw);
   if (Ho < 1 || Wo < 1)

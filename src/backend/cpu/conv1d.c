@@ -146,15 +146,6 @@ static void state_task(void *arg, int64_t b, int worker) {
   }
 }
 
-static float param_at(const sm_tensor_ref *r, int64_t index) {
-  const char *base = ((const sm_buffer *)r->buffer)->data;
-  switch (r->dtype) {
-  case SEQMIX_F16: return sm_f16_to_f32(((const uint16_t *)base)[index]);
-  case SEQMIX_BF16: return sm_bf16_to_f32(((const uint16_t *)base)[index]);
-  default: return ((const float *)base)[index];
-  }
-}
-
 seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
   const sm_conv1d_desc *d = &op->u.conv1d;
   const sm_tensor_ref *x = &op->tensors[SM_CONV1D_X], *w = &op->tensors[SM_CONV1D_WEIGHT],
@@ -196,11 +187,11 @@ seqmix_status sm_cpu_conv1d(sm_device *dev, const sm_op *op) {
   }
   for (int64_t c = 0; c < C; ++c)
     for (int64_t j = 0; j < K; ++j)
-      weight_t[j * C + c] = param_at(w, w->offset + c * w->strides[0] + j);
+      weight_t[j * C + c] = sm_cpu_param_at(w, w->offset + c * w->strides[0] + j);
   if (bias->buffer) {
     float *b = weight_t + K * C;
     for (int64_t c = 0; c < C; ++c)
-      b[c] = param_at(bias, bias->offset + c);
+      b[c] = sm_cpu_param_at(bias, bias->offset + c);
     job.bias = b;
   }
   job.weight_t = weight_t;

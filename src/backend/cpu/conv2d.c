@@ -138,15 +138,6 @@ static void dw_task(void *arg, int64_t task, int worker) {
   }
 }
 
-static float param_at(const sm_tensor_ref *r, int64_t index) {
-  const char *base = (const char *)r->buffer->data;
-  switch (r->dtype) {
-  case SEQMIX_F16: return sm_f16_to_f32(((const uint16_t *)base)[index]);
-  case SEQMIX_BF16: return sm_bf16_to_f32(((const uint16_t *)base)[index]);
-  default: return ((const float *)base)[index];
-  }
-}
-
 /* Runs a filled-in job (geometry, weights) over the pool. */
 static seqmix_status run_dw(sm_device *dev, const sm_op *op, dw_job *job, const sm_tensor_ref *x,
                             const sm_tensor_ref *y) {
@@ -193,9 +184,9 @@ seqmix_status sm_cpu_conv2d_depthwise(sm_device *dev, const sm_op *op) {
     for (int64_t v = 0; v < d->kernel_w; ++v)
       for (int64_t c = 0; c < C; ++c)
         weight[(u * d->kernel_w + v) * C + c] =
-            param_at(w, w->offset + u * w->strides[0] + v * w->strides[1] + c);
+            sm_cpu_param_at(w, w->offset + u * w->strides[0] + v * w->strides[1] + c);
   if (bias->buffer)
-    for (int64_t c = 0; c < C; ++c) weight[taps * C + c] = param_at(bias, bias->offset + c);
+    for (int64_t c = 0; c < C; ++c) weight[taps * C + c] = sm_cpu_param_at(bias, bias->offset + c);
   dw_job job = {.B = d->batch, .H = d->height, .W = d->width, .C = C, .KH = d->kernel_h,
                 .KW = d->kernel_w, .Ho = d->out_height, .Wo = d->out_width, .sh = d->stride_h,
                 .sw = d->stride_w, .ph = d->pad_h, .pw = d->pad_w, .dh = d->dilation_h,

@@ -105,6 +105,16 @@ void sm_cpu_dw_taps_portable(float *y, int64_t ldy, const float *const *rows, in
                              int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
                              int64_t taps, int64_t J, int64_t n, const float *bias);
 
+/* Element `index` of a parameter tensor (F32, F16 or BF16) as f32. */
+static inline float sm_cpu_param_at(const sm_tensor_ref *r, int64_t index) {
+  const void *base = r->buffer->data;
+  switch (r->dtype) {
+  case SEQMIX_F16: return sm_f16_to_f32(((const uint16_t *)base)[index]);
+  case SEQMIX_BF16: return sm_bf16_to_f32(((const uint16_t *)base)[index]);
+  default: return ((const float *)base)[index];
+  }
+}
+
 /* Memory (memory.c). */
 seqmix_status sm_cpu_alloc(sm_device *dev, size_t bytes, sm_buffer **out);
 void sm_cpu_free(sm_device *dev, sm_buffer *buf);

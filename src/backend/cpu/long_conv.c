@@ -142,15 +142,6 @@ static seqmix_status plan_get(sm_device *dev, const char *fn, int64_t n, bool la
 
 /* ---- Shared helpers -------------------------------------------------------------- */
 
-static float param_at(const sm_tensor_ref *r, int64_t index) {
-  const char *base = (const char *)r->buffer->data;
-  switch (r->dtype) {
-  case SEQMIX_F16: return sm_f16_to_f32(((const uint16_t *)base)[index]);
-  case SEQMIX_BF16: return sm_bf16_to_f32(((const uint16_t *)base)[index]);
-  default: return ((const float *)base)[index];
-  }
-}
-
 typedef struct lconv_job {
   const sm_long_conv_desc *desc;
   const sm_cpu_kernels *kernels;
@@ -258,7 +249,7 @@ static seqmix_status run_direct(sm_device *dev, const sm_op *op, lconv_job *job)
   if (!ht) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
   for (int64_t c = 0; c < C; ++c)
     for (int64_t s = 0; s < taps; ++s)
-      ht[s * C + c] = param_at(h, h->offset + c * h->strides[0] + s);
+      ht[s * C + c] = sm_cpu_param_at(h, h->offset + c * h->strides[0] + s);
   job->ht = ht;
   const int threads = sm_pool_threads(dev->pool);
   job->channel_tasks = (C + direct_channels - 1) / direct_channels;
@@ -288,7 +279,7 @@ static void filter_task(void *arg, int64_t c, int worker) {
   const lconv_job *job = arg;
   const sm_tensor_ref *h = job->h;
   float *buf = job->scratch + (size_t)worker * job->scratch_floats;
-  for (int64_t s = 0; s < job->taps; ++s) buf[s] = param_at(h, h->offset + c * h->strides[0] + s);
+  for (int64_t s = 0; s < job->taps; ++s) buf[s] = sm_cpu_param_at(h, h->offset + c * h->strides[0] + s);
   memset(buf + job->taps, 0, (size_t)(job->n - job->taps) * sizeof *buf);
   kiss_fftr(job->plan->forward[worker], buf,
             (kiss_fft_cpx *)job->spectrum + c * (job->n / 2 + 1));
@@ -355,7 +346,7 @@ static void lane_filter_task(void *arg, int64_t p, int worker) {
   memset(z, 0, (size_t)(n * pair) * sizeof *z);
   for (int64_t l = 0; l < pair && c0 + l < C; ++l)
     for (int64_t s = 0; s < job->taps; ++s)
-      z[s * pair + l] = param_at(h, h->offset + (c0 + l) * h->strides[0] + s);
+      z[s * pair + l] = sm_cpu_param_at(h, h->offset + (c0 + l) * h->strides[0] + s);
   job->kernels->fft16(z, n, job->plan->twiddles, false);
   float *spec = (float *)job->spectrum;
   float *ha = spec + (size_t)(2 * p) * (size_t)(bins * pair), *hb = ha + bins * pair;
@@ -495,7 +486,7 @@ seqmix_status sm_cpu_long_conv(sm_device *dev, const sm_op *op) {
   if (dskip->buffer) {
     if (!(dvec = malloc((size_t)d->channels * sizeof *dvec)))
       return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
-    for (int64_t c = 0; c < d->channels; ++c) dvec[c] = param_at(dskip, dskip->offset + c);
+    for (int64_t c = 0; c < d->channels; ++c) dvec[c] = sm_cpu_param_at(dskip, dskip->offset + c);
     job.d_skip = dvec;
   }
   seqmix_status st =

@@ -8,6 +8,10 @@
  * until that copy fits the device's local memory (else the CPU fallback runs
  * the op), and balanced over the image so edge tiles are not mostly empty.
  *
+ * The local-memory tile is what GPUs need; on PoCL, whose work-group is one
+ * task of a worker thread, the tuned work-group is a single work-item and the
+ * tile is its cache-resident scratch (the input converted to f32 once).
+ *
  * Channels are split into a vector part, VEC channels a work-item, and a tail
  * of C % VEC channels that a VEC = 1 variant of the same kernel computes, as
  * in conv1d.c. Variants are build options (dtypes, VEC, the 3x3, 5x5 and 7x7
@@ -25,8 +29,9 @@ enum { LOCAL_MEMORY_SLACK = 1024 };
 /* Tunables, first matching row wins: channels per work-item (VEC, a power of
  * two up to 16), channel vectors per work-group (local size 0) and pixel lanes
  * (local size 1), output pixels per work-group (tile_h x tile_w, cut to fit
- * local memory and the image). The tail launch (VEC = 1) takes vector_width
- * channels a work-group, so one block covers every tail. */
+ * local memory and the image), adjacent outputs a work-item computes at once
+ * (ROW_BLOCK). The tail launch (VEC = 1) takes vector_width channels a
+ * work-group, so one block covers every tail. */
 typedef struct conv2d_tuning {
   seqmix_device_kind kind;
   cl_uint min_native_float_width; /* the row needs at least this native vector width */
@@ -123,6 +128,19 @@ typedef struct tile_plan {
   size_t local_bytes;
 } tile_plan;
 
+/* llvmpipe (rusticl) ends every loop of a work-item after 65535 iterations in
+ * all, silently (see attention.c): tiles there are cut until a work-item
+ * iterates less. 0: no limit. */
+static int64_t loop_budget(const sm_device *dev) {
+  return strstr(dev->info.name, "llvmpipe") ? 60000 : 0;
+}
+
+/* Whether the window has a compile-time size (build option KSIZE_H/KSIZE_W):
+ * the square 3x3, 5x5 and 7x7 windows, unrolled with weights in registers. */
+static bool fast_window(const window *w) {
+  return w->kernel_h == w->kernel_w && (w->kernel_h == 3 || w->kernel_h == 5 || w->kernel_h == 7);
+}
+
 /* Input extent one tile of `out` outputs reads along an axis. */
 static int64_t halo_extent(int64_t out, int64_t kernel, int64_t stride, int64_t dilation) {
   return (out - 1) * stride + (kernel - 1) * dilation + 1;
@@ -141,15 +159,27 @@ static void plan_extents(const window *w, int vector_width, tile_plan *p) {
   p->local_bytes = bytes < 1e18 ? (size_t)bytes : SIZE_MAX;
 }
 
+/* The loop iterations of one work-item, roughly: its share of the copy,
+ * then for each of its runs of outputs the window's loops (none when
+ * unrolled). */
+static int64_t work_item_iterations(const window *w, const tile_plan *p) {
+  const int64_t copy = (int64_t)sm_div_up((uint64_t)(p->in_h * p->in_w), (uint64_t)p->lanes);
+  const int64_t runs =
+      (int64_t)sm_div_up((uint64_t)(p->tile_h * (p->tile_w / p->row_block)), (uint64_t)p->lanes);
+  return copy + runs * (fast_window(w) ? 1 : 1 + w->kernel_h * (1 + w->kernel_w));
+}
+
 /* The tiling of a launch over `channel_vectors` vectors of `vector_width`
  * channels: the tuned sizes cut to the image, then halved (the longer tile
  * side first, then the channel block, then the row block) until the input
- * tile fits local memory. False if not even one pixel of one vector fits. */
+ * tile fits local memory (and the work-items' loops the device's budget).
+ * False if not even one pixel of one vector fits. */
 static bool plan_tiles(const sm_device *dev, const window *w, const conv2d_tuning *tuning,
                        int vector_width, int64_t channel_vectors, tile_plan *p) {
   const uint64_t local = dev->info.local_memory_bytes;
   const size_t budget =
       (size_t)(local > 2 * LOCAL_MEMORY_SLACK ? local - LOCAL_MEMORY_SLACK : local / 2);
+  const int64_t loops = loop_budget(dev);
   const int tuned_vectors = vector_width > 1 ? tuning->channel_vectors : tuning->vector_width;
   memset(p, 0, sizeof *p);
   p->channel_vectors = channel_vectors;
@@ -162,7 +192,7 @@ static bool plan_tiles(const sm_device *dev, const window *w, const conv2d_tunin
   p->tile_w = w->out_width < tuning->tile_w ? w->out_width : tuning->tile_w;
   for (;;) {
     plan_extents(w, vector_width, p);
-    if (p->local_bytes <= budget) return true;
+    if (p->local_bytes <= budget && (!loops || work_item_iterations(w, p) <= loops)) return true;
     if (p->tile_h > 1 && p->tile_h >= p->tile_w)
       p->tile_h = (p->tile_h + 1) / 2;
     else if (p->tile_w > p->row_block)
@@ -226,8 +256,7 @@ static bool vectors_aligned(const sm_device *dev, const window *w, int vector_wi
   return true;
 }
 
-/* Build options of one variant. The square 3x3, 5x5 and 7x7 windows have
- * compile-time sizes (unrolled, weights in registers); others loop at run time. */
+/* Build options of one variant. */
 static void variant_options(const sm_device *dev, const sm_op *op, const window *w,
                             int vector_width, int row_block, char *options, size_t size) {
   char extra[96] = "";
@@ -242,9 +271,7 @@ static void variant_options(const sm_device *dev, const sm_op *op, const window 
                     seqmix_dtype_name(bias->dtype));
   }
   char window_option[48] = "";
-  const bool fast =
-      w->kernel_h == w->kernel_w && (w->kernel_h == 3 || w->kernel_h == 5 || w->kernel_h == 7);
-  if (fast)
+  if (fast_window(w))
     snprintf(window_option, sizeof window_option, " -DKSIZE_H=%d -DKSIZE_W=%d", (int)w->kernel_h,
              (int)w->kernel_w);
   snprintf(options, size, "-DACT=%s%s -DVEC=%d -DROW_BLOCK=%d%s%s", seqmix_dtype_name(w->x->dtype),
@@ -270,8 +297,8 @@ static seqmix_status launch_channels(sm_device *dev, const sm_op *op, const wind
   char options[256];
   tile_plan p;
   if (!plan_tiles(dev, w, pick_tuning(dev), vector_width, channel_vectors, &p))
-    return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the input tile does not fit local memory",
-                   op->name);
+    return sm_fail(SEQMIX_ERROR_UNSUPPORTED,
+                   "%s: no tile fits this device's local memory and loop limits", op->name);
   variant_options(dev, op, w, vector_width, p.row_block, options, sizeof options);
   const sm_cl_kernel *k;
   seqmix_status st = sm_cl_kernel_get(dev, "conv2d.cl", options, name, &k);

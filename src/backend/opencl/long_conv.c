@@ -552,8 +552,8 @@ static seqmix_status launch_fft(sm_device *dev, const sm_op *op) {
     return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the FFT length exceeds the opencl device",
                    op->name);
   cl_mem placeholder;
-  fft_plan *plan;
-  filter_bins *filter;
+  fft_plan *plan = NULL;
+  filter_bins *filter = NULL;
   seqmix_status st;
   if ((st = get_cache(dev)) ||
       (!op->tensors[SM_LCONV_D_SKIP].buffer && (st = sm_cl_dummy_buffer(dev, &placeholder))) ||

@@ -35,6 +35,8 @@
 #include <string.h>
 
 #ifdef SEQMIX_HAVE_VKFFT_VULKAN
+/* vkFFT_c.h is vkFFT.h with what C and glslang 12 reject fixed (meson.build). */
+#include <glslang/Public/resource_limits_c.h>
 #define VKFFT_BACKEND 0
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-parameter"
@@ -42,7 +44,9 @@
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
-#include <vkFFT.h>
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wdangling-pointer"
+#include "vkFFT_c.h"
 #pragma GCC diagnostic pop
 #endif
 
@@ -666,8 +670,8 @@ static seqmix_status launch_fft(sm_device *dev, const sm_op *op) {
   if (!plan_common(dev, op, &plan) || !plan_pieces(dev, op, &plan, &p))
     return sm_fail(SEQMIX_ERROR_UNSUPPORTED, "%s: the vulkan backend cannot run this call",
                    op->name);
-  fft_plan *fft;
-  filter_bins *filter;
+  fft_plan *fft = NULL;
+  filter_bins *filter = NULL;
   seqmix_status st;
   if ((st = get_cache(dev)) ||
       (st = reserve_scratch(dev, (uint64_t)p.rows * (uint64_t)p.row_floats * sizeof(float))) ||

@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
 """Writes a copy of vkFFT.h (1.2.26, Debian libvkfft-dev) that compiles as C
-against glslang 12: `VkCommandBuffer commandBuffer = {};` (an empty scalar
-initializer gcc rejects) becomes `= 0`, and the positional glslang_resource_t
-initializer, older than glslang 12's struct, gives way to glslang's own
-glslang_default_resource(). Fails loudly when the header no longer matches."""
+against glslang 12 and does not leak:
+- `VkCommandBuffer commandBuffer = {};` (an empty scalar initializer gcc
+  rejects) becomes `= 0`;
+- the positional glslang_resource_t initializer, older than glslang 12's
+  struct, gives way to glslang's own glslang_default_resource();
+- the R2C plan's host twiddle table is freed when the forward plan borrows the
+  inverse plan's table (1.2.26 leaks it: up to N floats per plan).
+Fails loudly when the header no longer matches."""
 import re
 import sys
 
@@ -13,6 +17,10 @@ fixed = text.replace("VkCommandBuffer commandBuffer = {};", "VkCommandBuffer com
 fixed, n = re.subn(r"const glslang_resource_t default_resource = [{].*?[}] [}];", "", fixed,
                    flags=re.S)
 fixed = fixed.replace("&default_resource,", "glslang_default_resource(),")
-if fixed == text or n == 0:
+borrow = ("axis->bufferLUTSize = app->localFFTPlan_inverse->R2Cdecomposition.bufferLUTSize;\n"
+          "\t\t\t\taxis->referenceLUT = 1;\n")
+leaks = fixed.count(borrow)
+fixed = fixed.replace(borrow, borrow + "\t\t\t\tfree(tempLUT);\n\t\t\t\ttempLUT = 0;\n")
+if fixed == text or n == 0 or leaks == 0:
     sys.exit("vkfft_c.py: %s does not look like vkFFT 1.2.26; update the patch" % src)
 open(dst, "w").write(fixed)

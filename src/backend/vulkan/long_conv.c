@@ -35,7 +35,7 @@
 #include <string.h>
 
 #ifdef SEQMIX_HAVE_VKFFT_VULKAN
-/* vkFFT_c.h is vkFFT.h with what C and glslang 12 reject fixed (meson.build). */
+/* vkfft_c.h is vkFFT.h with what C and glslang 12 reject fixed (tools/vkfft_c.py). */
 #include <glslang/Public/resource_limits_c.h>
 #define VKFFT_BACKEND 0
 #pragma GCC diagnostic push
@@ -44,9 +44,16 @@
 #pragma GCC diagnostic ignored "-Wunused-but-set-variable"
 #pragma GCC diagnostic ignored "-Wunused-function"
 #pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wformat-overflow"
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#pragma GCC diagnostic ignored "-Wstringop-truncation"
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wrestrict"
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #pragma GCC diagnostic ignored "-Wdangling-pointer"
-#include "vkFFT_c.h"
+#include "vkfft_c.h"
 #pragma GCC diagnostic pop
 #endif
 

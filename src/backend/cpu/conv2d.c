@@ -151,27 +151,36 @@ static seqmix_status run_dw(sm_device *dev, const sm_op *op, dw_job *job, const 
   job->wp = job->W + 2 * (int64_t)job->pw;
   const int64_t cb = job->C < channel_block ? job->C : channel_block;
   job->channel_tasks = (job->C + channel_block - 1) / channel_block;
-  /* About 8 tasks a thread, at least 2 output rows each (refills cost rows). */
+  /* About 2 tasks a thread: each task converts KH - 1 rows more than its
+   * outputs need, which costs as much as the taps on small images. */
   const int threads = sm_pool_threads(dev->pool);
-  int64_t per = job->B * job->Ho * job->channel_tasks / (threads * 8);
+  int64_t per = (job->B * job->Ho * job->channel_tasks + 2 * threads - 1) / (2 * threads);
   if (per < 2) per = 2;
   if (per > job->Ho) per = job->Ho;
   job->rows_per_task = per;
   job->row_tasks = (job->Ho + per - 1) / per;
   const size_t row_floats = (size_t)(job->wp * cb), out_floats = (size_t)(job->Wo * cb);
-  job->scratch_floats = (size_t)(job->slots + 1) * row_floats + out_floats + 16;
-  job->scratch = malloc((size_t)threads * job->scratch_floats * sizeof(float));
-  job->tags = malloc((size_t)threads * (size_t)job->slots * sizeof *job->tags);
-  job->rows = malloc((size_t)threads * (size_t)job->KH * sizeof *job->rows);
-  seqmix_status st = SEQMIX_OK;
-  if (job->scratch && job->tags && job->rows)
-    sm_pool_run(dev->pool, job->B * job->row_tasks * job->channel_tasks, dw_task, job);
+  job->scratch_floats = ((job->slots + 1) * row_floats + out_floats + 15) / 16 * 16;
+  /* Per worker: the floats, then the ring's tags and the row pointers. */
+  const size_t floats = (size_t)threads * job->scratch_floats * sizeof(float);
+  const size_t tags = (size_t)threads * (size_t)job->slots * sizeof *job->tags;
+  char *scratch = sm_cpu_scratch(dev, floats + tags + (size_t)threads * (size_t)job->KH * sizeof(float *));
+  if (!scratch) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
+  job->scratch = (float *)scratch;
+  job->tags = (int64_t *)(scratch + floats);
+  job->rows = (const float **)(scratch + floats + tags);
+  sm_pool_run(dev->pool, job->B * job->row_tasks * job->channel_tasks, dw_task, job);
+  return SEQMIX_OK;
+}
+
+/* n consecutive parameters from element `index` as f32. */
+static void param_row(const sm_device *dev, const sm_tensor_ref *r, int64_t index, int64_t n,
+                      float *dst) {
+  const char *src = (const char *)r->buffer->data + (size_t)index * seqmix_dtype_size(r->dtype);
+  if (r->dtype == SEQMIX_F32)
+    memcpy(dst, src, (size_t)n * sizeof *dst);
   else
-    st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
-  free(job->scratch);
-  free(job->tags);
-  free((void *)job->rows);
-  return st;
+    dev->kernels->load_row(r->dtype, src, dst, n);
 }
 
 seqmix_status sm_cpu_conv2d_depthwise(sm_device *dev, const sm_op *op) {
@@ -182,11 +191,9 @@ seqmix_status sm_cpu_conv2d_depthwise(sm_device *dev, const sm_op *op) {
   if (!weight) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
   for (int64_t u = 0; u < d->kernel_h; ++u)
     for (int64_t v = 0; v < d->kernel_w; ++v)
-      for (int64_t c = 0; c < C; ++c)
-        weight[(u * d->kernel_w + v) * C + c] =
-            sm_cpu_param_at(w, w->offset + u * w->strides[0] + v * w->strides[1] + c);
-  if (bias->buffer)
-    for (int64_t c = 0; c < C; ++c) weight[taps * C + c] = sm_cpu_param_at(bias, bias->offset + c);
+      param_row(dev, w, w->offset + u * w->strides[0] + v * w->strides[1], C,
+                weight + (u * d->kernel_w + v) * C);
+  if (bias->buffer) param_row(dev, bias, bias->offset, C, weight + taps * C);
   dw_job job = {.B = d->batch, .H = d->height, .W = d->width, .C = C, .KH = d->kernel_h,
                 .KW = d->kernel_w, .Ho = d->out_height, .Wo = d->out_width, .sh = d->stride_h,
                 .sw = d->stride_w, .ph = d->pad_h, .pw = d->pad_w, .dh = d->dilation_h,

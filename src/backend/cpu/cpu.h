@@ -99,6 +99,8 @@ struct sm_device {
   sm_pool *pool;
   const sm_cpu_kernels *kernels;
   struct sm_cpu_fft_cache *fft; /* the long convolution's FFT plans and filter spectra */
+  void *scratch;                /* sm_cpu_scratch's buffer */
+  size_t scratch_bytes;
 };
 
 void sm_cpu_dw_taps_portable(float *y, int64_t ldy, const float *const *rows, int nrows,
@@ -115,7 +117,10 @@ static inline float sm_cpu_param_at(const sm_tensor_ref *r, int64_t index) {
   }
 }
 
-/* Memory (memory.c). */
+/* Memory (memory.c). sm_cpu_scratch: a 64-byte aligned work buffer of at
+ * least `bytes` kept by the device between ops (fresh pages for every call
+ * cost more than small ops), valid until the next call; NULL when out of memory. */
+void *sm_cpu_scratch(sm_device *dev, size_t bytes);
 seqmix_status sm_cpu_alloc(sm_device *dev, size_t bytes, sm_buffer **out);
 void sm_cpu_free(sm_device *dev, sm_buffer *buf);
 seqmix_status sm_cpu_write(sm_device *dev, sm_buffer *buf, size_t offset, const void *src,

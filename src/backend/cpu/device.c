@@ -91,6 +91,7 @@ static seqmix_status cpu_open(const sm_device_entry *entry, const sm_open_option
 static void cpu_close(sm_device *dev) {
   if (!dev) return;
   sm_cpu_long_conv_release(dev);
+  free(dev->scratch);
   sm_pool_destroy(dev->pool);
   free(dev);
 }

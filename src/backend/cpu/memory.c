@@ -19,6 +19,19 @@ seqmix_status sm_cpu_alloc(sm_device *dev, size_t bytes, sm_buffer **out) {
   return SEQMIX_OK;
 }
 
+void *sm_cpu_scratch(sm_device *dev, size_t bytes) {
+  if (dev->scratch_bytes >= bytes) return dev->scratch;
+  free(dev->scratch);
+  dev->scratch = NULL, dev->scratch_bytes = 0;
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (rounded < bytes || posix_memalign(&dev->scratch, 64, rounded ? rounded : 64) != 0) {
+    dev->scratch = NULL;
+    return NULL;
+  }
+  dev->scratch_bytes = rounded;
+  return dev->scratch;
+}
+
 void sm_cpu_free(sm_device *dev, sm_buffer *buf) {
   (void)dev;
   if (!buf) return;

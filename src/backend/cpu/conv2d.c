@@ -19,7 +19,7 @@
 #include <string.h>
 
 /* Channels a task handles at once: the padded rows of a block stay small. */
-enum { channel_block = 256 };
+enum { channel_block = 256 }; /* at most; blocks are evened out in multiples of 16 */
 
 /* y[j*ldy + c] = bias[c] + sum_{u<nrows, v<taps} w[(u*taps + v)*ldw + c] *
  * rows[u][j*xstep + v*tstep + c], j < J, c < n (the portable loop). */
@@ -49,7 +49,7 @@ typedef struct dw_job {
   const float *weight; /* [KH][KW][C] f32 */
   const float *bias;   /* [C] f32 or NULL */
   bool pool;           /* pool mixer: divide by the inside count, subtract x */
-  int64_t rows_per_task, row_tasks, channel_tasks;
+  int64_t rows_per_task, row_tasks, channel_tasks, cb; /* cb: channels a task takes */
   int slots;     /* ring rows */
   int64_t wp;    /* padded row width (pixels) */
   float *scratch; /* per worker: ring, zero row, output row */
@@ -79,7 +79,7 @@ static void dw_task(void *arg, int64_t task, int worker) {
   const dw_job *job = arg;
   const int64_t cb_count = job->channel_tasks, per_b = job->row_tasks * cb_count;
   const int64_t b = task / per_b, rt = task % per_b / cb_count, ct = task % cb_count;
-  const int64_t c0 = ct * channel_block, n = job->C - c0 < channel_block ? job->C - c0 : channel_block;
+  const int64_t c0 = ct * job->cb, n = job->C - c0 < job->cb ? job->C - c0 : job->cb;
   const int64_t i0 = rt * job->rows_per_task;
   const int64_t i1 = i0 + job->rows_per_task < job->Ho ? i0 + job->rows_per_task : job->Ho;
   const size_t row_floats = (size_t)(job->wp * n);
@@ -149,8 +149,11 @@ static seqmix_status run_dw(sm_device *dev, const sm_op *op, dw_job *job, const 
   for (int i = 0; i < 3; ++i) job->xs[i] = x->strides[i], job->ys[i] = y->strides[i];
   job->slots = (int)((job->KH - 1) * job->dh + 1);
   job->wp = job->W + 2 * (int64_t)job->pw;
-  const int64_t cb = job->C < channel_block ? job->C : channel_block;
   job->channel_tasks = (job->C + channel_block - 1) / channel_block;
+  int64_t cb = (job->C + job->channel_tasks - 1) / job->channel_tasks; /* 384: 192 + 192 */
+  if (job->channel_tasks > 1) cb = (cb + 15) / 16 * 16;
+  job->cb = cb;
+  job->channel_tasks = (job->C + cb - 1) / cb;
   /* About 2 tasks a thread: each task converts KH - 1 rows more than its
    * outputs need, which costs as much as the taps on small images. */
   const int threads = sm_pool_threads(dev->pool);

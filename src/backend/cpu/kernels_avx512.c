@@ -356,17 +356,64 @@ dw_tile_avx512(float *y, int64_t ldy, const float *const *rows, int64_t off, int
   for (int r = 0; r < R; ++r) _mm512_mask_storeu_ps(y + r * ldy, m, a[r]);
 }
 
+/* The 3x3, 5x5 and 7x7 fast path (output step = tap step, i.e. stride =
+ * dilation): per kernel row the R + KW - 1 inputs R outputs share are loaded
+ * once and slide under the KW weights (R + 2 KW - 1 loads for R KW FMAs). */
+TARGET static inline __attribute__((always_inline)) void
+dw_tile_sliding_avx512(float *y, int64_t ldy, const float *const *rows, int64_t off, int nrows,
+                       int64_t step, const float *w, int64_t ldw, __mmask16 m, __m512 b,
+                       const int R, const int KW) {
+  __m512 a[8], r[8 + 7];
+  for (int j = 0; j < R; ++j) a[j] = b;
+  for (int u = 0; u < nrows; ++u) {
+    const float *x = rows[u] + off, *wu = w + u * KW * ldw;
+    for (int k = 0; k < R + KW - 1; ++k) r[k] = _mm512_maskz_loadu_ps(m, x + k * step);
+    for (int v = 0; v < KW; ++v) {
+      const __m512 wv = _mm512_maskz_loadu_ps(m, wu + v * ldw);
+      for (int j = 0; j < R; ++j) a[j] = _mm512_fmadd_ps(wv, r[j + v], a[j]);
+    }
+  }
+  for (int j = 0; j < R; ++j) _mm512_mask_storeu_ps(y + j * ldy, m, a[j]);
+}
+
+#define DW_SLIDING_R(KW)                                                                           \
+  switch (R) {                                                                                     \
+  case 8: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 8, KW); break;    \
+  case 7: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 7, KW); break;    \
+  case 6: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 6, KW); break;    \
+  case 5: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 5, KW); break;    \
+  case 4: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 4, KW); break;    \
+  case 3: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 3, KW); break;    \
+  case 2: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 2, KW); break;    \
+  default: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 1, KW); break;   \
+  }
+
 TARGET static void dw_taps_avx512(float *y, int64_t ldy, const float *const *rows, int nrows,
                                   int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
                                   int64_t taps, int64_t J, int64_t n, const float *bias) {
+  const bool sliding = xstep == tstep && (taps == 3 || taps == 5 || taps == 7);
   for (int64_t c = 0; c < n; c += 16) {
     const __mmask16 m = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
     const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + c) : _mm512_setzero_ps();
-    for (int64_t j = 0; j < J; j += 8) {
+    /* Tiles of R <= 8 outputs, as even as possible (14 = 7 + 7, not 8 + 6). */
+    const int64_t tiles = (J + 7) / 8;
+    for (int64_t tile = 0, j = 0; tile < tiles; ++tile) {
+      const int R = (int)((J - j) / (tiles - tile) + ((J - j) % (tiles - tile) != 0));
       const int64_t off = j * xstep + c; /* this tile's first output and channel */
       float *o = y + j * ldy + c;
       const float *wc = w + c;
-      switch (J - j < 8 ? J - j : 8) {
+      j += R;
+      if (sliding) {
+        if (taps == 3) {
+          DW_SLIDING_R(3)
+        } else if (taps == 5) {
+          DW_SLIDING_R(5)
+        } else {
+          DW_SLIDING_R(7)
+        }
+        continue;
+      }
+      switch (R) {
       case 8: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 8); break;
       case 7: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 7); break;
       case 6: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 6); break;

@@ -35,6 +35,7 @@
 // inside the bindings are int32 push constants. h and D_skip are f32 or the
 // activations' 16-bit type (FILTER_16, SKIP_16; the f32 module has only f32).
 #extension GL_GOOGLE_include_directive : require
+#extension GL_EXT_control_flow_attributes : require
 #include "common.glsl"
 
 layout(local_size_x_id = 0, local_size_y_id = 1) in;
@@ -111,19 +112,24 @@ void direct() {
   if (c >= p.channels || t0 >= p.tokens) return;
 
   // window[i] = x[t0 + i - s] at tap s (zero outside 0..tokens-1).
+  // Loops over i are unrolled ([[unroll]], TPI is a constant) so window and
+  // acc stay in registers; loads use clamped indices and a select, not a
+  // branch (llvmpipe turns a load inside control flow into a loop over lanes).
   float window[TPI], acc[TPI];
-  for (int i = 0; i < TPI; ++i) {
+  [[unroll]] for (int i = 0; i < TPI; ++i) {
     acc[i] = 0.0;
-    window[i] = t0 + i < p.tokens ? x_at(b, t0 + i, c) : 0.0;
+    const float v = x_at(b, min(t0 + i, p.tokens - 1), c);
+    window[i] = t0 + i < p.tokens ? v : 0.0;
   }
   const int s_end = min(p.taps, t0 + TPI);
   for (int s = 0; s < s_end; ++s) {
     const float hv = work[s * p.channels + c];
-    for (int i = 0; i < TPI; ++i) acc[i] = fma(hv, window[i], acc[i]);
-    for (int i = TPI - 1; i > 0; --i) window[i] = window[i - 1];
-    window[0] = t0 - s - 1 >= 0 ? x_at(b, t0 - s - 1, c) : 0.0;
+    [[unroll]] for (int i = 0; i < TPI; ++i) acc[i] = fma(hv, window[i], acc[i]);
+    [[unroll]] for (int i = TPI - 1; i > 0; --i) window[i] = window[i - 1];
+    const float v = x_at(b, max(t0 - s - 1, 0), c);
+    window[0] = t0 - s - 1 >= 0 ? v : 0.0;
   }
-  for (int i = 0; i < TPI; ++i)
+  [[unroll]] for (int i = 0; i < TPI; ++i)
     if (t0 + i < p.tokens) store_y(b, t0 + i, c, acc[i]);
 }
 

@@ -62,13 +62,13 @@ typedef struct sm_cpu_kernels {
   void (*softplus_row)(float *x, int64_t n);
   void (*silu_mul_row)(float *y, const float *z, int64_t n);
   /* Depthwise taps: y[j*ldy + c] = bias[c] (0 if NULL) + sum_{u < nrows, v < taps}
-   * w[(u*taps + v)*ldw + c] * rows[u][j*xstep + v*tstep + c] for j < J, c < n
+   * w[u*wrow + v*ldw + c] * rows[u][j*xstep + v*tstep + c] for j < J, c < n
    * (tstep may be negative). 2D depthwise conv (a row of outputs), the pool
    * mixer's window sums and the direct long convolution. NULL: the portable
    * loop sm_cpu_dw_taps_portable. */
   void (*dw_taps)(float *y, int64_t ldy, const float *const *rows, int nrows, int64_t xstep,
-                  int64_t tstep, const float *w, int64_t ldw, int64_t taps, int64_t J, int64_t n,
-                  const float *bias);
+                  int64_t tstep, const float *w, int64_t ldw, int64_t wrow, int64_t taps,
+                  int64_t J, int64_t n, const float *bias);
   /* Causal taps of 8 consecutive outputs (direct long convolution): for j < 8,
    * c < n, y[j*ldy + c] (+)= sum_{s < taps} h[s*ldh + c] * x[(j - s)*ldx + c]
    * (+= when accumulate); x rows down to 1 - taps are readable. NULL: dw_taps. */
@@ -105,7 +105,8 @@ struct sm_device {
 
 void sm_cpu_dw_taps_portable(float *y, int64_t ldy, const float *const *rows, int nrows,
                              int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
-                             int64_t taps, int64_t J, int64_t n, const float *bias);
+                             int64_t wrow, int64_t taps, int64_t J, int64_t n,
+                             const float *bias);
 
 /* Element `index` of a parameter tensor (F32, F16 or BF16) as f32. */
 static inline float sm_cpu_param_at(const sm_tensor_ref *r, int64_t index) {

@@ -341,12 +341,12 @@ TARGET static void silu_mul_row_avx512(float *y, const float *z, int64_t n) {
  * call site, so the accumulators live in registers. */
 TARGET static inline __attribute__((always_inline)) void
 dw_tile_avx512(float *y, int64_t ldy, const float *const *rows, int64_t off, int nrows,
-               int64_t xstep, int64_t tstep, const float *w, int64_t ldw, int64_t taps,
-               __mmask16 m, __m512 b, const int R) {
+               int64_t xstep, int64_t tstep, const float *w, int64_t ldw, int64_t wrow,
+               int64_t taps, __mmask16 m, __m512 b, const int R) {
   __m512 a[8];
   for (int r = 0; r < R; ++r) a[r] = b;
   for (int u = 0; u < nrows; ++u) {
-    const float *x = rows[u] + off, *wu = w + u * taps * ldw;
+    const float *x = rows[u] + off, *wu = w + u * wrow;
     for (int64_t v = 0; v < taps; ++v, x += tstep, wu += ldw) {
       const __m512 wv = _mm512_maskz_loadu_ps(m, wu);
       for (int r = 0; r < R; ++r)
@@ -361,12 +361,12 @@ dw_tile_avx512(float *y, int64_t ldy, const float *const *rows, int64_t off, int
  * once and slide under the KW weights (R + 2 KW - 1 loads for R KW FMAs). */
 TARGET static inline __attribute__((always_inline)) void
 dw_tile_sliding_avx512(float *y, int64_t ldy, const float *const *rows, int64_t off, int nrows,
-                       int64_t step, const float *w, int64_t ldw, __mmask16 m, __m512 b,
-                       const int R, const int KW) {
+                       int64_t step, const float *w, int64_t ldw, int64_t wrow, __mmask16 m,
+                       __m512 b, const int R, const int KW) {
   __m512 a[8], r[8 + 7];
   for (int j = 0; j < R; ++j) a[j] = b;
   for (int u = 0; u < nrows; ++u) {
-    const float *x = rows[u] + off, *wu = w + u * KW * ldw;
+    const float *x = rows[u] + off, *wu = w + u * wrow;
     for (int k = 0; k < R + KW - 1; ++k) r[k] = _mm512_maskz_loadu_ps(m, x + k * step);
     for (int v = 0; v < KW; ++v) {
       const __m512 wv = _mm512_maskz_loadu_ps(m, wu + v * ldw);
@@ -378,19 +378,20 @@ dw_tile_sliding_avx512(float *y, int64_t ldy, const float *const *rows, int64_t 
 
 #define DW_SLIDING_R(KW)                                                                           \
   switch (R) {                                                                                     \
-  case 8: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 8, KW); break;    \
-  case 7: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 7, KW); break;    \
-  case 6: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 6, KW); break;    \
-  case 5: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 5, KW); break;    \
-  case 4: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 4, KW); break;    \
-  case 3: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 3, KW); break;    \
-  case 2: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 2, KW); break;    \
-  default: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, m, b, 1, KW); break;   \
+  case 8: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 8, KW); break;    \
+  case 7: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 7, KW); break;    \
+  case 6: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 6, KW); break;    \
+  case 5: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 5, KW); break;    \
+  case 4: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 4, KW); break;    \
+  case 3: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 3, KW); break;    \
+  case 2: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 2, KW); break;    \
+  default: dw_tile_sliding_avx512(o, ldy, rows, off, nrows, xstep, wc, ldw, wrow, m, b, 1, KW); break;   \
   }
 
 TARGET static void dw_taps_avx512(float *y, int64_t ldy, const float *const *rows, int nrows,
                                   int64_t xstep, int64_t tstep, const float *w, int64_t ldw,
-                                  int64_t taps, int64_t J, int64_t n, const float *bias) {
+                                  int64_t wrow, int64_t taps, int64_t J, int64_t n,
+                                  const float *bias) {
   const bool sliding = xstep == tstep && (taps == 3 || taps == 5 || taps == 7);
   for (int64_t c = 0; c < n; c += 16) {
     const __mmask16 m = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
@@ -414,14 +415,14 @@ TARGET static void dw_taps_avx512(float *y, int64_t ldy, const float *const *row
         continue;
       }
       switch (R) {
-      case 8: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 8); break;
-      case 7: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 7); break;
-      case 6: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 6); break;
-      case 5: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 5); break;
-      case 4: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 4); break;
-      case 3: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 3); break;
-      case 2: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 2); break;
-      default: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, taps, m, b, 1); break;
+      case 8: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 8); break;
+      case 7: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 7); break;
+      case 6: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 6); break;
+      case 5: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 5); break;
+      case 4: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 4); break;
+      case 3: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 3); break;
+      case 2: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 2); break;
+      default: dw_tile_avx512(o, ldy, rows, off, nrows, xstep, tstep, wc, ldw, wrow, taps, m, b, 1); break;
       }
     }
   }

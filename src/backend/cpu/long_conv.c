@@ -217,7 +217,7 @@ static void direct_task(void *arg, int64_t task, int worker) {
   load_rows(job, b, lo, t1, c0, n, xrows);
   float *out = xrows + (t1 - lo) * n, *scratch_y = out + (t1 - t0) * n;
   void (*taps_fn)(float *, int64_t, const float *const *, int, int64_t, int64_t, const float *,
-                  int64_t, int64_t, int64_t, int64_t, const float *) =
+                  int64_t, int64_t, int64_t, int64_t, int64_t, const float *) =
       job->kernels->dw_taps ? job->kernels->dw_taps : sm_cpu_dw_taps_portable;
   /* Taps in spans of tap_span, each over all the block's groups, so the span's
    * input rows and filter rows stay in L2. */
@@ -234,7 +234,7 @@ static void direct_task(void *arg, int64_t task, int worker) {
       if (J == group && job->kernels->causal_taps8) {
         job->kernels->causal_taps8(y, n, row, n, h, d->channels, span, n, s0 > 0);
       } else {
-        taps_fn(scratch_y, n, &row, 1, n, -n, h, d->channels, span, J, n, NULL);
+        taps_fn(scratch_y, n, &row, 1, n, -n, h, d->channels, 0, span, J, n, NULL);
         for (int64_t k = 0; k < J * n; ++k) y[k] = s0 > 0 ? y[k] + scratch_y[k] : scratch_y[k];
       }
     }

@@ -55,17 +55,6 @@ static const conv1d_tuning *pick_tuning(const sm_device *dev) {
   return &default_tuning;
 }
 
-/* Work-items per group along dim 0: the tuned size within the device's and
- * the kernel's limits, a power of two. Not shrunk for small launches (idle
- * work-items return at once): PoCL compiles a kernel again for each
- * work-group size it meets, so one size per variant keeps first runs short. */
-static size_t workgroup_size(const sm_device *dev, const sm_cl_kernel *k, int tuned) {
-  size_t wg = (size_t)tuned;
-  if (wg > dev->caps.max_workgroup_size) wg = dev->caps.max_workgroup_size;
-  if (wg > k->max_workgroup_size) wg = k->max_workgroup_size;
-  return sm_floor_pow2(wg ? wg : 1);
-}
-
 bool sm_cl_conv1d_supports(sm_device *dev, const sm_op *op) {
   const sm_conv1d_desc *d = &op->u.conv1d;
   const seqmix_dtype act = op->tensors[SM_CONV1D_X].dtype;
@@ -137,7 +126,7 @@ static seqmix_status launch_outputs(sm_device *dev, const sm_op *op, const char 
   sm_cl_arg_int(&a, channel_begin);
   sm_cl_arg_int(&a, groups);
   if (a.err != CL_SUCCESS) return sm_cl_fail("clSetKernelArg(conv1d_causal)", a.err);
-  const size_t local[3] = {workgroup_size(dev, k, tuning->workgroup), 1, 1};
+  const size_t local[3] = {sm_cl_workgroup_size(dev, k, tuning->workgroup), 1, 1};
   const size_t global[3] = {sm_div_up((size_t)groups, local[0]) * local[0],
                             sm_div_up((size_t)d->tokens, (size_t)tuning->tokens), (size_t)d->batch};
   return sm_cl_enqueue(dev, k, 3, global, local);
@@ -155,7 +144,7 @@ static seqmix_status launch_state(sm_device *dev, const sm_op *op, const char *o
   sm_cl_arg_int(&a, d->tokens);
   sm_cl_arg_int(&a, d->channels);
   if (a.err != CL_SUCCESS) return sm_cl_fail("clSetKernelArg(conv1d_causal_state)", a.err);
-  const size_t local[2] = {workgroup_size(dev, k, tuning->workgroup), 1};
+  const size_t local[2] = {sm_cl_workgroup_size(dev, k, tuning->workgroup), 1};
   const size_t global[2] = {sm_div_up((size_t)d->channels, local[0]) * local[0], (size_t)d->batch};
   return sm_cl_enqueue(dev, k, 2, global, local);
 }

@@ -79,16 +79,6 @@ static const long_conv_tuning *pick_tuning(const sm_device *dev) {
   return &default_tuning;
 }
 
-/* Work-items per group along dim 0: the tuned size within the device's and
- * the kernel's limits, a power of two (one size per variant: PoCL compiles a
- * kernel again for each work-group size it meets). */
-static size_t workgroup_size(const sm_device *dev, const sm_cl_kernel *k, int tuned) {
-  size_t wg = (size_t)tuned;
-  if (wg > dev->caps.max_workgroup_size) wg = dev->caps.max_workgroup_size;
-  if (wg > k->max_workgroup_size) wg = k->max_workgroup_size;
-  return sm_floor_pow2(wg ? wg : 1);
-}
-
 /* The FFT kernels' transpose tile: TILE x TILE work-items within the device's limit. */
 static size_t tile_size(const sm_device *dev) {
   size_t tile = (size_t)pick_tuning(dev)->tile;
@@ -235,7 +225,7 @@ static seqmix_status launch_direct_part(sm_device *dev, const sm_op *op, sm_buff
   sm_cl_arg_int(&a, channel_begin);
   sm_cl_arg_int(&a, groups);
   if (a.err != CL_SUCCESS) return sm_cl_fail("clSetKernelArg(long_conv_direct)", a.err);
-  const size_t local[3] = {workgroup_size(dev, k, t->workgroup), 1, 1};
+  const size_t local[3] = {sm_cl_workgroup_size(dev, k, t->workgroup), 1, 1};
   const size_t global[3] = {sm_div_up((size_t)groups, local[0]) * local[0],
                             sm_div_up((size_t)d->tokens, (size_t)t->tokens), (size_t)d->batch};
   return sm_cl_enqueue(dev, k, 3, global, local);

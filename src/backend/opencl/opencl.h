@@ -140,6 +140,17 @@ seqmix_status sm_cl_enqueue(sm_device *dev, const sm_cl_kernel *kernel, cl_uint 
 
 bool sm_cl_conv1d_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_cl_conv1d_launch(sm_device *dev, const sm_op *op);
+/* Work-items per group along dim 0: the tuned size within the device's and
+ * the kernel's limits, a power of two. Not shrunk for small launches (idle
+ * work-items return at once): PoCL compiles a kernel again for each
+ * work-group size it meets, so one size per variant keeps first runs short. */
+static inline size_t sm_cl_workgroup_size(const sm_device *dev, const sm_cl_kernel *k, int tuned) {
+  size_t wg = (size_t)tuned;
+  if (wg > dev->caps.max_workgroup_size) wg = dev->caps.max_workgroup_size;
+  if (wg > k->max_workgroup_size) wg = k->max_workgroup_size;
+  return sm_floor_pow2(wg ? wg : 1);
+}
+
 bool sm_cl_conv2d_supports(sm_device *dev, const sm_op *op);
 seqmix_status sm_cl_conv2d_launch(sm_device *dev, const sm_op *op);
 bool sm_cl_long_conv_supports(sm_device *dev, const sm_op *op);

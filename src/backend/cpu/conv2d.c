@@ -141,19 +141,18 @@ static void dw_task(void *arg, int64_t task, int worker) {
   const int64_t c0 = ct * job->cb, n = job->C - c0 < job->cb ? job->C - c0 : job->cb;
   const int64_t i0 = rt * job->rows_per_task;
   const int64_t i1 = i0 + job->rows_per_task < job->Ho ? i0 + job->rows_per_task : job->Ho;
-  const size_t row_floats = (size_t)(job->wp * n);
-  float *ring = job->scratch + (size_t)worker * job->scratch_floats;
-  float *zero = ring + (size_t)job->slots * row_floats, *out = zero + row_floats;
-  int64_t *tags = job->tags + (size_t)worker * (size_t)job->slots;
-  for (int s = 0; s < job->slots; ++s) tags[s] = -1;
-  memset(zero, 0, row_floats * sizeof *zero);
   const float **rows = job->rows + (size_t)worker * (size_t)job->KH;
-  const size_t esize = seqmix_dtype_size(job->act);
   const taps_fn taps = job->kernels->dw_taps ? job->kernels->dw_taps : sm_cpu_dw_taps_portable;
   if (job->in_place) {
     dw_rows_in_place(job, b, i0, i1, c0, n, rows, taps);
     return;
   }
+  const size_t row_floats = (size_t)(job->wp * n), esize = seqmix_dtype_size(job->act);
+  float *ring = job->scratch + (size_t)worker * job->scratch_floats;
+  float *zero = ring + (size_t)job->slots * row_floats, *out = zero + row_floats;
+  int64_t *tags = job->tags + (size_t)worker * (size_t)job->slots;
+  for (int s = 0; s < job->slots; ++s) tags[s] = -1;
+  memset(zero, 0, row_floats * sizeof *zero);
 
   for (int64_t i = i0; i < i1; ++i) {
     for (int64_t u = 0; u < job->KH; ++u) {

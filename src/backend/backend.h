@@ -190,7 +190,7 @@ typedef struct sm_conv2d_desc {
 /* Tensor slots of SM_OP_LONG_CONV: x, y [B, L, C]; h [C, Lh]; D_skip [C] (may be
  * absent). y[b,t,c] = sum_{s <= min(t, Lh-1)} h[c,s] x[b,t-s,c] + D_skip[c] x[b,t,c].
  * Taps s >= L never contribute. `method` is DIRECT or FFT (core resolved AUTO by
- * sm_long_conv_use_fft); a backend may run either method, but should honour it.
+ * sm_long_conv_direct_over_fft); a backend may run either method, but should honour it.
  * h's ref carries its content version: a backend may cache h's transform keyed
  * on (version, offset, strides, dtype, transform length). */
 enum { SM_LCONV_X, SM_LCONV_H, SM_LCONV_D_SKIP, SM_LCONV_Y };
@@ -294,9 +294,9 @@ float sm_bf16_to_f32(uint16_t h);
 
 /* The long convolution (src/ops/convmix.c): the FFT length for L tokens and a
  * filter of Lh taps (even, 7-smooth, >= L + min(Lh, L) - 1), and the cost
- * model's choice for SEQMIX_CONV_AUTO. */
+ * model's estimate of direct time over FFT time (AUTO takes the FFT above 1). */
 int64_t sm_long_conv_fft_size(int64_t tokens, int64_t filter_len);
-bool sm_long_conv_use_fft(int64_t tokens, int64_t filter_len);
+double sm_long_conv_direct_over_fft(int64_t tokens, int64_t filter_len);
 
 /* Integer helpers for tile and launch sizes. */
 static inline uint64_t sm_div_up(uint64_t a, uint64_t b) { return (a + b - 1) / b; }

@@ -123,12 +123,11 @@ int64_t sm_long_conv_fft_size(int64_t tokens, int64_t filter_len) {
  * counted). The factor puts the crossover where the CPU path measured it: at
  * L = 4096, C = 768 about 250 taps (direct 4.0 ms / FFT 16 ms at 64 taps,
  * 20 / 21 ms at 256, 125 / 11 ms at 4096; `seqmix bench --op longconv`). */
-bool sm_long_conv_use_fft(int64_t tokens, int64_t filter_len) {
+double sm_long_conv_direct_over_fft(int64_t tokens, int64_t filter_len) {
   const double L = (double)tokens, taps = (double)(filter_len < tokens ? filter_len : tokens);
   const double direct = L * taps - taps * (taps - 1) / 2;
   const double n = (double)sm_long_conv_fft_size(tokens, filter_len);
-  const double fft = 3.5 * (2 * 2.5 * n * log2(n) + 4 * n);
-  return direct > fft;
+  return direct / (3.5 * (2 * 2.5 * n * log2(n) + 4 * n));
 }
 
 seqmix_status seqmix_long_conv(seqmix_context *ctx, const seqmix_tensor *x, const seqmix_tensor *h,
@@ -180,7 +179,7 @@ seqmix_status seqmix_long_conv(seqmix_context *ctx, const seqmix_tensor *x, cons
   op.output_mask = 1u << SM_LCONV_Y;
   seqmix_conv_method resolved = method;
   if (method == SEQMIX_CONV_AUTO)
-    resolved = sm_long_conv_use_fft(L, Lh) ? SEQMIX_CONV_FFT : SEQMIX_CONV_DIRECT;
+    resolved = sm_long_conv_direct_over_fft(L, Lh) > 1 ? SEQMIX_CONV_FFT : SEQMIX_CONV_DIRECT;
   op.u.long_conv = (sm_long_conv_desc){B, L, C, Lh, resolved};
   return sm_dispatch(ctx, &op);
 }

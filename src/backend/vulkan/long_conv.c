@@ -706,13 +706,7 @@ static bool direct_instead_of_fft(const sm_long_conv_desc *d) {
    * many times the FFT's work: up to there the device still beats moving the
    * call to the CPU; past it the CPU's FFT wins, so the fallback runs it. */
   enum { DIRECT_FOR_FFT_RATIO = 8 };
-  const double L = (double)d->tokens, taps = (double)taps_of(d);
-  const double direct = L * taps - taps * (taps - 1) / 2;
-  const double n = (double)sm_long_conv_fft_size(d->tokens, d->filter_len);
-  double log2n = 0;
-  for (double m = n; m > 1; m /= 2)
-    log2n += 1;
-  return direct <= DIRECT_FOR_FFT_RATIO * 8.0 * (5.0 * n * log2n + 4.0 * n);
+  return sm_long_conv_direct_over_fft(d->tokens, d->filter_len) <= DIRECT_FOR_FFT_RATIO;
 }
 
 #endif

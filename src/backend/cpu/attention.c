@@ -17,7 +17,15 @@
 
 /* Tunables: query rows a task owns (query tokens x the q heads that share one
  * k head), keys per block, fewest keys worth a split of their own. */
-enum { q_block = 32, k_block = 64, min_keys_per_split = 256, dot_rows = 4, prefetch_keys = 32 };
+enum {
+  q_block = 32,
+  k_block = 64,
+  min_keys_per_split = 256,
+  dot_rows = 4,   /* rows scored by plain dot products when there is no dot_block */
+  few_rows = 16,  /* rows scored straight from the K rows (no transpose) */
+  prefetch_keys = 32,
+  kv_tokens = 16, /* keys per block of the token-major (decode) walk */
+};
 
 typedef struct attn_job {
   const sm_attention_desc *d;
@@ -29,6 +37,8 @@ typedef struct attn_job {
   float *partials; /* per (row, split): acc[Dv], m, l */
   float *scratch;
   size_t scratch_floats;
+  int64_t row_cap;            /* rows of one running state in the scratch */
+  struct rows_state *states;  /* per worker, one per k head (token-major walk) */
 } attn_job;
 
 typedef struct seq_range {
@@ -69,6 +79,37 @@ static void prefetch_row(const sm_tensor_ref *r, size_t off, int64_t n) {
     __builtin_prefetch(p + b);
 }
 
+/*
+ * What a key block prefetches while it runs, spread over its keys: either the
+ * K/V rows of keys j0 + e (up to key hi) of k head hk, or (when k and v are set)
+ * a byte range of each, front to back.
+ */
+typedef struct prefetch_plan {
+  int64_t hk, j0, hi;
+  const char *k, *v;
+  size_t k_bytes, v_bytes;
+} prefetch_plan;
+
+/* The share of plan pf for keys [e, e + count) of a block of n keys. */
+static void prefetch_step(const attn_job *job, const seq_range *s, int64_t tb,
+                          const prefetch_plan *pf, int64_t e, int64_t count, int64_t n) {
+  if (pf->k) {
+    for (size_t b = pf->k_bytes * (size_t)e / (size_t)n & ~(size_t)63,
+                end = pf->k_bytes * (size_t)(e + count) / (size_t)n;
+         b < end; b += 64)
+      __builtin_prefetch(pf->k + b);
+    for (size_t b = pf->v_bytes * (size_t)e / (size_t)n & ~(size_t)63,
+                end = pf->v_bytes * (size_t)(e + count) / (size_t)n;
+         b < end; b += 64)
+      __builtin_prefetch(pf->v + b);
+    return;
+  }
+  for (int64_t j = pf->j0 + e; j < pf->j0 + e + count && j <= pf->hi; ++j) {
+    prefetch_row(job->k, row_offset(job->k, tb, s->k0 + j, pf->hk), job->d->head_dim);
+    prefetch_row(job->v, row_offset(job->v, tb, s->k0 + j, pf->hk), job->d->v_head_dim);
+  }
+}
+
 static void load_f32(const attn_job *job, const sm_tensor_ref *r, size_t off, int64_t n,
                      float *dst) {
   const char *base = r->buffer->data;
@@ -101,113 +142,119 @@ static void store_out(const attn_job *job, int64_t tb, int64_t t, int64_t h, con
   write_out(job->kern, job->out, job->lse, tb, t, h, row, job->d->v_head_dim, lse);
 }
 
+/* The rows of one (sequence, k head) a task owns, and their running state. */
+typedef struct rows_state {
+  int64_t hk, r0, r1; /* k head, rows r = token * group + g in [r0, r1) */
+  float *qs, *acc, *m, *l;
+} rows_state;
+
+/* Per-worker scratch for one key block: scores, a K block, a V block. */
+typedef struct block_scratch {
+  float *sc, *kt, *vb;
+} block_scratch;
+
+/* Loads the scaled q rows and clears the running state. */
+static void begin_rows(const attn_job *job, const seq_range *s, int64_t tb, rows_state *st) {
+  const int64_t D = job->d->head_dim, Dv = job->d->v_head_dim, G = job->group;
+  for (int64_t r = st->r0; r < st->r1; ++r) {
+    float *qr = st->qs + (r - st->r0) * D;
+    load_f32(job, job->q, row_offset(job->q, tb, s->q0 + r / G, st->hk * G + r % G), D, qr);
+    job->kern->scale(qr, job->d->scale, D); /* s = (scale q) . k */
+    memset(st->acc + (r - st->r0) * Dv, 0, (size_t)Dv * sizeof *st->acc);
+    st->m[r - st->r0] = -INFINITY;
+    st->l[r - st->r0] = 0;
+  }
+}
+
+/* Keys [lo, hi] that any of rows [r0, r1) may see, cut to [cut_lo, cut_hi]. */
+static void key_span(const attn_job *job, const seq_range *s, int64_t r0, int64_t r1,
+                     int64_t cut_lo, int64_t cut_hi, int64_t *lo_all, int64_t *hi_all) {
+  *lo_all = INT64_MAX, *hi_all = -1;
+  for (int64_t i = r0 / job->group; i <= (r1 - 1) / job->group; ++i) {
+    int64_t lo, hi;
+    visible(job->d, s, i, &lo, &hi);
+    if (hi >= lo) {
+      if (lo < *lo_all) *lo_all = lo;
+      if (hi > *hi_all) *hi_all = hi;
+    }
+  }
+  if (cut_lo > *lo_all) *lo_all = cut_lo;
+  if (cut_hi < *hi_all) *hi_all = cut_hi;
+}
+
 /*
- * One task: sequence b, k head hk, a block of rows r = token * group + g (so the
- * q heads that share a k head share every K/V block loaded), one key split.
- * Per key block: S = Q K^T with the mm kernel on a transposed K block, mask and
- * softcap, online softmax (block max, rescale, exp), O += P V with the mm kernel.
+ * Keys [j0, j0 + n) against the rows of st: S = Q K^T (dot products straight
+ * from the K rows for few rows, else the mm kernel on a transposed K block), mask
+ * and softcap, online softmax (block max, rescale, exp), O += P V. Few rows also
+ * run prefetch plan pf.
  */
-static void attn_task(void *arg, int64_t task, int worker) {
-  const attn_job *job = arg;
+static void attend_block(const attn_job *job, const seq_range *s, int64_t tb, rows_state *st,
+                         const block_scratch *bs, int64_t j0, int64_t n,
+                         const prefetch_plan *pf) {
   const sm_attention_desc *d = job->d;
   const sm_cpu_kernels *kern = job->kern;
-  const int64_t D = d->head_dim, Dv = d->v_head_dim, G = job->group, Hk = d->k_heads;
-  const int64_t split = task % job->splits, qb = (task / job->splits) % job->q_blocks;
-  const int64_t hk = (task / job->splits / job->q_blocks) % Hk;
-  const int64_t b = task / job->splits / job->q_blocks / Hk;
-  const int64_t tb = d->varlen ? 0 : b;
-  const seq_range s = sequence(d, b);
-  const int64_t r0 = qb * q_block, r1 = r0 + q_block < s.lq * G ? r0 + q_block : s.lq * G;
-  if (r0 >= r1) return;
-  const int64_t rows = r1 - r0;
-
-  float *scratch = job->scratch + (size_t)worker * job->scratch_floats;
-  float *qs = scratch, *acc = qs + q_block * D, *m = acc + q_block * Dv, *l = m + q_block;
-  float *sc = l + q_block, *kt = sc + q_block * k_block, *vb = kt + D * k_block;
-
-  /* Keys any row may see, cut to this split. */
-  int64_t lo_all = INT64_MAX, hi_all = -1;
-  for (int64_t i = r0 / G; i <= (r1 - 1) / G; ++i) {
-    int64_t lo, hi;
-    visible(d, &s, i, &lo, &hi);
-    if (hi >= lo) {
-      if (lo < lo_all) lo_all = lo;
-      if (hi > hi_all) hi_all = hi;
-    }
-  }
-  const int64_t split_lo = split * job->split_len, split_hi = split_lo + job->split_len - 1;
-  if (split_lo > lo_all) lo_all = split_lo;
-  if (split_hi < hi_all) hi_all = split_hi;
-
-  for (int64_t r = r0; r < r1; ++r) {
-    float *qr = qs + (r - r0) * D;
-    load_f32(job, job->q, row_offset(job->q, tb, s.q0 + r / G, hk * G + r % G), D, qr);
-    kern->scale(qr, d->scale, D); /* s = (scale q) . k */
-    memset(acc + (r - r0) * Dv, 0, (size_t)Dv * sizeof *acc);
-    m[r - r0] = -INFINITY;
-    l[r - r0] = 0;
-  }
-
-  const bool v_direct = job->v->dtype == SEQMIX_F32;
-  for (int64_t j0 = lo_all; j0 <= hi_all; j0 += k_block) {
-    const int64_t n = hi_all - j0 + 1 < k_block ? hi_all - j0 + 1 : k_block;
-    if (rows <= dot_rows) {
-      /* Few rows (decode): dot products straight from the K rows, no transpose. */
-      /* Pairs of keys: their prefetches spread between the dot products. */
-      for (int64_t j = 0; j < n; j += 2) {
-        const int64_t nk = n - j < 2 ? n - j : 2;
-        const float *krows[2];
-        for (int64_t e = j; e < j + nk; ++e) {
-          /* K/V rows of one head sit a token stride apart, beyond what hardware
-           * prefetchers follow: fetch a few keys ahead by hand. */
-          if (j0 + e + prefetch_keys <= hi_all) {
-            prefetch_row(job->k, row_offset(job->k, tb, s.k0 + j0 + e + prefetch_keys, hk), D);
-            prefetch_row(job->v, row_offset(job->v, tb, s.k0 + j0 + e + prefetch_keys, hk), Dv);
-          }
-          const size_t off = row_offset(job->k, tb, s.k0 + j0 + e, hk);
-          if (job->k->dtype == SEQMIX_F32) {
-            krows[e - j] = (const float *)job->k->buffer->data + off;
-          } else {
-            load_f32(job, job->k, off, D, kt + (e - j) * D);
-            krows[e - j] = kt + (e - j) * D;
-          }
-        }
-        if (kern->dot_block) {
-          kern->dot_block(qs, D, rows, krows, nk, D, sc + j, k_block);
+  const int64_t D = d->head_dim, Dv = d->v_head_dim, G = job->group, hk = st->hk;
+  const int64_t rows = st->r1 - st->r0;
+  float *sc = bs->sc, *kt = bs->kt, *vb = bs->vb;
+  if (rows <= few_rows && kern->dot_block) {
+    /* Four keys at a time: their prefetches spread between the dot products. */
+    for (int64_t j = 0; j < n; j += 4) {
+      const int64_t nk = n - j < 4 ? n - j : 4;
+      const float *krows[4];
+      /* K/V rows of one head sit a token stride apart, beyond what hardware
+       * prefetchers follow: fetch ahead by hand. */
+      prefetch_step(job, s, tb, pf, j, nk, n);
+      for (int64_t e = j; e < j + nk; ++e) {
+        const size_t off = row_offset(job->k, tb, s->k0 + j0 + e, hk);
+        if (job->k->dtype == SEQMIX_F32) {
+          krows[e - j] = (const float *)job->k->buffer->data + off;
         } else {
-          for (int64_t e = 0; e < nk; ++e)
-            for (int64_t r = 0; r < rows; ++r)
-              sc[r * k_block + j + e] = kern->dot(qs + r * D, krows[e], D);
+          load_f32(job, job->k, off, D, kt + (e - j) * D);
+          krows[e - j] = kt + (e - j) * D;
         }
       }
-    } else {
-      /* K block transposed to [D][k_block] so S = Q . Kt runs along keys. */
-      memset(sc, 0, (size_t)(rows * k_block) * sizeof *sc);
-      for (int64_t j = 0; j < n; ++j) {
-        float *row = vb; /* borrow vb as a row buffer before V is loaded */
-        load_f32(job, job->k, row_offset(job->k, tb, s.k0 + j0 + j, hk), D, row);
-        for (int64_t e = 0; e < D; ++e)
-          kt[e * k_block + j] = row[e];
+      kern->dot_block(st->qs, D, rows, krows, nk, D, sc + j, k_block);
+    }
+  } else if (rows <= dot_rows) {
+    for (int64_t j = 0; j < n; ++j) {
+      const size_t off = row_offset(job->k, tb, s->k0 + j0 + j, hk);
+      const float *krow = (const float *)job->k->buffer->data + off;
+      if (job->k->dtype != SEQMIX_F32) {
+        load_f32(job, job->k, off, D, kt);
+        krow = kt;
       }
-      kern->mm_acc(sc, k_block, qs, D, kt, k_block, rows, n, D);
+      for (int64_t r = 0; r < rows; ++r)
+        sc[r * k_block + j] = kern->dot(st->qs + r * D, krow, D);
     }
-    const float *vrows;
-    int64_t ldv;
-    if (v_direct) {
-      vrows = (const float *)job->v->buffer->data + row_offset(job->v, tb, s.k0 + j0, hk);
-      ldv = job->v->strides[1];
-    } else {
-      for (int64_t j = 0; j < n; ++j)
-        load_f32(job, job->v, row_offset(job->v, tb, s.k0 + j0 + j, hk), Dv, vb + j * Dv);
-      vrows = vb;
-      ldv = Dv;
+  } else {
+    /* K block transposed to [D][k_block] so S = Q . Kt runs along keys. */
+    memset(sc, 0, (size_t)(rows * k_block) * sizeof *sc);
+    for (int64_t j = 0; j < n; ++j) {
+      float *row = vb; /* borrow vb as a row buffer before V is loaded */
+      load_f32(job, job->k, row_offset(job->k, tb, s->k0 + j0 + j, hk), D, row);
+      for (int64_t e = 0; e < D; ++e)
+        kt[e * k_block + j] = row[e];
     }
+    kern->mm_acc(sc, k_block, st->qs, D, kt, k_block, rows, n, D);
+  }
+  const float *vrows;
+  int64_t ldv;
+  if (job->v->dtype == SEQMIX_F32) {
+    vrows = (const float *)job->v->buffer->data + row_offset(job->v, tb, s->k0 + j0, hk);
+    ldv = job->v->strides[1];
+  } else {
+    for (int64_t j = 0; j < n; ++j)
+      load_f32(job, job->v, row_offset(job->v, tb, s->k0 + j0 + j, hk), Dv, vb + j * Dv);
+    vrows = vb;
+    ldv = Dv;
+  }
 
-    for (int64_t r = r0; r < r1; ++r) {
-      float *sr = sc + (r - r0) * k_block;
-      int64_t lo, hi;
-      visible(d, &s, r / G, &lo, &hi);
-      lo -= j0, hi -= j0;
+  for (int64_t r = st->r0; r < st->r1; ++r) {
+    float *sr = sc + (r - st->r0) * k_block;
+    int64_t lo, hi;
+    visible(d, s, r / G, &lo, &hi);
+    lo -= j0, hi -= j0;
+    if (lo > 0 || hi < n - 1 || d->softcap > 0) /* else every score stands as it is */
       for (int64_t j = 0; j < n; ++j) {
         if (j < lo || j > hi) {
           sr[j] = -INFINITY;
@@ -215,45 +262,143 @@ static void attn_task(void *arg, int64_t task, int worker) {
         }
         if (d->softcap > 0) sr[j] = d->softcap * tanhf(sr[j] / d->softcap);
       }
-      if (d->sigmoid) {
-        for (int64_t j = 0; j < n; ++j)
-          sr[j] = sr[j] == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(-(sr[j] + d->sigmoid_bias)));
-        continue;
-      }
-      float block_max = -INFINITY;
+    if (d->sigmoid) {
       for (int64_t j = 0; j < n; ++j)
-        if (sr[j] > block_max) block_max = sr[j];
-      if (block_max == -INFINITY) { /* nothing visible in this block */
-        memset(sr, 0, (size_t)n * sizeof *sr);
-        continue;
-      }
-      float *mr = &m[r - r0], *lr = &l[r - r0];
-      if (block_max > *mr) {
-        float factor = expf(*mr - block_max);
-        kern->scale(acc + (r - r0) * Dv, factor, Dv);
-        *lr *= factor;
-        *mr = block_max;
-      }
-      *lr += kern->exp_sum(sr, *mr, n);
+        sr[j] = sr[j] == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(-(sr[j] + d->sigmoid_bias)));
+      continue;
     }
-    kern->mm_acc(acc, Dv, sc, k_block, vrows, ldv, rows, Dv, n);
+    float block_max = -INFINITY;
+    for (int64_t j = 0; j < n; ++j)
+      if (sr[j] > block_max) block_max = sr[j];
+    if (block_max == -INFINITY) { /* nothing visible in this block */
+      memset(sr, 0, (size_t)n * sizeof *sr);
+      continue;
+    }
+    float *mr = &st->m[r - st->r0], *lr = &st->l[r - st->r0];
+    if (block_max > *mr) {
+      float factor = expf(*mr - block_max);
+      kern->scale(st->acc + (r - st->r0) * Dv, factor, Dv);
+      *lr *= factor;
+      *mr = block_max;
+    }
+    *lr += kern->exp_sum(sr, *mr, n);
   }
+  kern->mm_acc(st->acc, Dv, sc, k_block, vrows, ldv, rows, Dv, n);
+}
 
-  for (int64_t r = r0; r < r1; ++r) {
-    float *ar = acc + (r - r0) * Dv;
-    const int64_t i = r / G, h = hk * G + r % G;
+/* Writes the rows of st: as split partials (acc, m, l), or normalised to out/lse. */
+static void end_rows(const attn_job *job, int64_t b, int64_t tb, const seq_range *s,
+                     const rows_state *st, int64_t split) {
+  const sm_attention_desc *d = job->d;
+  const int64_t Dv = d->v_head_dim, G = job->group, Hk = d->k_heads, hk = st->hk;
+  for (int64_t r = st->r0; r < st->r1; ++r) {
+    float *ar = st->acc + (r - st->r0) * Dv;
+    const float mr = st->m[r - st->r0], lr = st->l[r - st->r0];
     if (job->splits > 1) {
       int64_t row = ((b * Hk + hk) * job->q_blocks * q_block + r) * job->splits + split;
       float *part = job->partials + row * (Dv + 2);
       memcpy(part, ar, (size_t)Dv * sizeof *ar);
-      part[Dv] = m[r - r0];
-      part[Dv + 1] = l[r - r0];
+      part[Dv] = mr;
+      part[Dv + 1] = lr;
       continue;
     }
-    float mr = m[r - r0], lr = l[r - r0];
-    if (!d->sigmoid) kern->scale(ar, lr > 0 ? 1.0f / lr : 0.0f, Dv);
-    store_out(job, tb, s.q0 + i, h, ar, lr > 0 ? mr + logf(lr) : -INFINITY);
+    if (!d->sigmoid) job->kern->scale(ar, lr > 0 ? 1.0f / lr : 0.0f, Dv);
+    store_out(job, tb, s->q0 + r / G, hk * G + r % G, ar, lr > 0 ? mr + logf(lr) : -INFINITY);
   }
+}
+
+/* Carves a worker's scratch into the running state of `heads` row blocks and one
+ * key block's buffers. */
+static block_scratch carve_scratch(const attn_job *job, int worker, rows_state *st,
+                                   int64_t heads) {
+  const int64_t D = job->d->head_dim, Dv = job->d->v_head_dim, cap = job->row_cap;
+  float *p = job->scratch + (size_t)worker * job->scratch_floats;
+  for (int64_t h = 0; h < heads; ++h) {
+    st[h].qs = p, st[h].acc = p + cap * D, st[h].m = st[h].acc + cap * Dv;
+    st[h].l = st[h].m + cap;
+    p = st[h].l + cap;
+  }
+  block_scratch bs = {.sc = p, .kt = p + q_block * k_block};
+  bs.vb = bs.kt + D * k_block;
+  return bs;
+}
+
+/*
+ * Head-major task: sequence b, k head hk, a block of rows r = token * group + g
+ * (so the q heads that share a k head share every K/V block loaded), one key
+ * split, walking the keys in blocks of k_block.
+ */
+static void attn_task(void *arg, int64_t task, int worker) {
+  const attn_job *job = arg;
+  const int64_t split = task % job->splits, qb = (task / job->splits) % job->q_blocks;
+  const int64_t hk = (task / job->splits / job->q_blocks) % job->d->k_heads;
+  const int64_t b = task / job->splits / job->q_blocks / job->d->k_heads;
+  const int64_t tb = job->d->varlen ? 0 : b;
+  const seq_range s = sequence(job->d, b);
+  rows_state st = {.hk = hk, .r0 = qb * q_block};
+  st.r1 = st.r0 + q_block < s.lq * job->group ? st.r0 + q_block : s.lq * job->group;
+  if (st.r0 >= st.r1) return;
+  const block_scratch bs = carve_scratch(job, worker, &st, 1);
+
+  int64_t lo_all, hi_all;
+  const int64_t split_lo = split * job->split_len;
+  key_span(job, &s, st.r0, st.r1, split_lo, split_lo + job->split_len - 1, &lo_all, &hi_all);
+  begin_rows(job, &s, tb, &st);
+  for (int64_t j0 = lo_all; j0 <= hi_all; j0 += k_block) {
+    const int64_t n = hi_all - j0 + 1 < k_block ? hi_all - j0 + 1 : k_block;
+    const prefetch_plan pf = {.hk = hk, .j0 = j0 + prefetch_keys, .hi = hi_all};
+    attend_block(job, &s, tb, &st, &bs, j0, n, &pf);
+  }
+  end_rows(job, b, tb, &s, &st, split);
+}
+
+/*
+ * Token-major task, for calls whose every sequence has at most q_block rows per k
+ * head (decode): sequence b, one key split, every k head. Blocks of kv_tokens keys
+ * run head after head, so K and V are read front to back a few pages at a time
+ * (the head-major walk crosses a page per key and stalls on the TLB and the
+ * prefetchers), and each head prefetches its next block.
+ */
+static void attn_tokens_task(void *arg, int64_t task, int worker) {
+  const attn_job *job = arg;
+  const int64_t Hk = job->d->k_heads, split = task % job->splits, b = task / job->splits;
+  const int64_t tb = job->d->varlen ? 0 : b;
+  const seq_range s = sequence(job->d, b);
+  if (s.lq == 0) return;
+  rows_state *st = job->states + (size_t)worker * (size_t)Hk;
+  const block_scratch bs = carve_scratch(job, worker, st, Hk);
+  for (int64_t hk = 0; hk < Hk; ++hk) {
+    st[hk].hk = hk, st[hk].r0 = 0, st[hk].r1 = s.lq * job->group;
+    begin_rows(job, &s, tb, &st[hk]);
+  }
+  int64_t lo_all, hi_all;
+  const int64_t split_lo = split * job->split_len;
+  key_span(job, &s, 0, s.lq * job->group, split_lo, split_lo + job->split_len - 1, &lo_all,
+           &hi_all);
+  const int64_t D = job->d->head_dim, Dv = job->d->v_head_dim;
+  const size_t esize_k = job->k->dtype == SEQMIX_F32 ? 4 : 2;
+  const size_t esize_v = job->v->dtype == SEQMIX_F32 ? 4 : 2;
+  const bool dense = job->k->strides[2] == D && job->k->strides[1] == Hk * D &&
+                     job->v->strides[2] == Dv && job->v->strides[1] == Hk * Dv;
+  for (int64_t j0 = lo_all; j0 <= hi_all; j0 += kv_tokens) {
+    const int64_t n = hi_all - j0 + 1 < kv_tokens ? hi_all - j0 + 1 : kv_tokens;
+    const int64_t j1 = j0 + kv_tokens, n1 = hi_all - j1 + 1 < kv_tokens ? hi_all - j1 + 1 : kv_tokens;
+    for (int64_t hk = 0; hk < Hk; ++hk) {
+      /* Dense K/V: head hk's share of the next block's bytes; else the next head's rows. */
+      prefetch_plan pf = {.hk = (hk + 1) % Hk, .j0 = hk + 1 < Hk ? j0 : j1, .hi = hi_all};
+      if (dense && n1 > 0) {
+        const size_t kb = (size_t)(n1 * Hk * D) * esize_k, vb = (size_t)(n1 * Hk * Dv) * esize_v;
+        pf.k = (const char *)job->k->buffer->data +
+               row_offset(job->k, tb, s.k0 + j1, 0) * esize_k + kb * (size_t)hk / (size_t)Hk;
+        pf.v = (const char *)job->v->buffer->data +
+               row_offset(job->v, tb, s.k0 + j1, 0) * esize_v + vb * (size_t)hk / (size_t)Hk;
+        pf.k_bytes = kb / (size_t)Hk, pf.v_bytes = vb / (size_t)Hk;
+      }
+      attend_block(job, &s, tb, &st[hk], &bs, j0, n, &pf);
+    }
+  }
+  for (int64_t hk = 0; hk < Hk; ++hk)
+    end_rows(job, b, tb, &s, &st[hk], split);
 }
 
 /* Merges the key splits of one task's rows by log-sum-exp. */
@@ -299,32 +444,43 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
   };
   job.q_blocks = (d->max_q_len * job.group + q_block - 1) / q_block;
   if (job.q_blocks == 0) job.q_blocks = 1;
-  const int64_t tasks = d->batch * d->k_heads * job.q_blocks;
-  /* Few tasks and many keys (decode): split the keys so every thread has work. */
-  if (tasks < 4 * threads && d->max_k_len >= 2 * min_keys_per_split) {
-    int64_t want = (4 * threads + tasks - 1) / tasks;
+  /* Every sequence's rows of a k head in one block (decode): walk the keys token
+   * by token over all heads, split so every thread has work. */
+  const bool by_tokens = d->max_q_len * job.group <= q_block;
+  const int64_t tasks = by_tokens ? d->batch : d->batch * d->k_heads * job.q_blocks;
+  const int64_t min_tasks = by_tokens ? 2 * threads : 4 * threads;
+  /* Few tasks and many keys: split the keys. */
+  if (tasks < min_tasks && d->max_k_len >= 2 * min_keys_per_split) {
+    int64_t want = (min_tasks + tasks - 1) / tasks;
     int64_t most = d->max_k_len / min_keys_per_split;
     job.splits = want < most ? want : most;
   }
   job.split_len = (d->max_k_len + job.splits - 1) / job.splits;
+  if (by_tokens) job.split_len = (job.split_len + kv_tokens - 1) / kv_tokens * kv_tokens;
   if (job.split_len < 1) job.split_len = 1;
-  const int64_t D = d->head_dim, Dv = d->v_head_dim;
-  job.scratch_floats = (size_t)(q_block * (D + Dv + 2) + q_block * k_block + D * k_block +
-                                k_block * (Dv > D ? Dv : D)) +
+  const int64_t D = d->head_dim, Dv = d->v_head_dim, heads = by_tokens ? d->k_heads : 1;
+  job.row_cap = by_tokens ? (d->max_q_len * job.group > 0 ? d->max_q_len * job.group : 1)
+                          : q_block;
+  job.scratch_floats = (size_t)(heads * job.row_cap * (D + Dv + 2) + q_block * k_block +
+                                D * k_block + k_block * (Dv > D ? Dv : D)) +
                        16;
   job.scratch = malloc((size_t)threads * job.scratch_floats * sizeof(float));
+  if (by_tokens) job.states = malloc((size_t)(threads * heads) * sizeof *job.states);
+  const int64_t merge_tasks = d->batch * d->k_heads * job.q_blocks;
   if (job.splits > 1)
-    job.partials =
-        malloc((size_t)(tasks * q_block * job.splits) * (size_t)(Dv + 2) * sizeof(float));
-  if (!job.scratch || (job.splits > 1 && !job.partials)) {
+    job.partials = malloc((size_t)(merge_tasks * q_block * job.splits) * (size_t)(Dv + 2) *
+                          sizeof(float));
+  if (!job.scratch || (job.splits > 1 && !job.partials) || (by_tokens && !job.states)) {
     free(job.scratch);
     free(job.partials);
+    free(job.states);
     return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "%s: out of host memory", op->name);
   }
-  sm_pool_run(dev->pool, tasks * job.splits, attn_task, &job);
-  if (job.splits > 1) sm_pool_run(dev->pool, tasks, merge_splits_task, &job);
+  sm_pool_run(dev->pool, tasks * job.splits, by_tokens ? attn_tokens_task : attn_task, &job);
+  if (job.splits > 1) sm_pool_run(dev->pool, merge_tasks, merge_splits_task, &job);
   free(job.scratch);
   free(job.partials);
+  free(job.states);
   return SEQMIX_OK;
 }
 

@@ -1,7 +1,7 @@
 /*
  * Attention on the CPU, FlashAttention-2 style.
  *
- * A task owns (sequence, q head, block of up to q_block query rows, key split).
+ * A task owns (sequence, q head, block of up to q_rows query rows, key split).
  * It walks the keys in blocks of k_block, skipping blocks wholly outside the
  * causal/window mask, converts K/V rows to f32 when stored as f16/bf16, and keeps
  * per row a running max m, sum l and unnormalised output acc (online softmax,
@@ -18,7 +18,9 @@
 /* Tunables: query rows a task owns (query tokens x the q heads that share one
  * k head), keys per block, fewest keys worth a split of their own. */
 enum {
-  q_block = 32,
+  most_q_rows = 256,  /* query rows a task owns, at most: each K block is transposed once */
+  least_q_rows = 32, /* ... and at least, when there are few tasks */
+  token_rows = 64,   /* most rows per k head for the token-major (decode) walk */
   k_block = 64,
   min_keys_per_split = 256,
   dot_rows = 4,   /* rows scored by plain dot products when there is no dot_block */
@@ -32,12 +34,12 @@ typedef struct attn_job {
   const sm_cpu_kernels *kern;
   const sm_tensor_ref *q, *k, *v, *out, *lse;
   int64_t group;    /* q heads per k head */
-  int64_t q_blocks; /* blocks of q_block rows over (token, head in group) */
+  int64_t q_rows;   /* rows a task owns (and of one running state in the scratch) */
+  int64_t q_blocks; /* blocks of q_rows rows over (token, head in group) */
   int64_t splits, split_len;
   float *partials; /* per (row, split): acc[Dv], m, l */
   float *scratch;
   size_t scratch_floats;
-  int64_t row_cap;            /* rows of one running state in the scratch */
   struct rows_state *states;  /* per worker, one per k head (token-major walk) */
 } attn_job;
 
@@ -295,7 +297,7 @@ static void end_rows(const attn_job *job, int64_t b, int64_t tb, const seq_range
     float *ar = st->acc + (r - st->r0) * Dv;
     const float mr = st->m[r - st->r0], lr = st->l[r - st->r0];
     if (job->splits > 1) {
-      int64_t row = ((b * Hk + hk) * job->q_blocks * q_block + r) * job->splits + split;
+      int64_t row = ((b * Hk + hk) * job->q_blocks * job->q_rows + r) * job->splits + split;
       float *part = job->partials + row * (Dv + 2);
       memcpy(part, ar, (size_t)Dv * sizeof *ar);
       part[Dv] = mr;
@@ -311,14 +313,14 @@ static void end_rows(const attn_job *job, int64_t b, int64_t tb, const seq_range
  * key block's buffers. */
 static block_scratch carve_scratch(const attn_job *job, int worker, rows_state *st,
                                    int64_t heads) {
-  const int64_t D = job->d->head_dim, Dv = job->d->v_head_dim, cap = job->row_cap;
+  const int64_t D = job->d->head_dim, Dv = job->d->v_head_dim, cap = job->q_rows;
   float *p = job->scratch + (size_t)worker * job->scratch_floats;
   for (int64_t h = 0; h < heads; ++h) {
     st[h].qs = p, st[h].acc = p + cap * D, st[h].m = st[h].acc + cap * Dv;
     st[h].l = st[h].m + cap;
     p = st[h].l + cap;
   }
-  block_scratch bs = {.sc = p, .kt = p + q_block * k_block};
+  block_scratch bs = {.sc = p, .kt = p + cap * k_block};
   bs.vb = bs.kt + D * k_block;
   return bs;
 }
@@ -335,8 +337,8 @@ static void attn_task(void *arg, int64_t task, int worker) {
   const int64_t b = task / job->splits / job->q_blocks / job->d->k_heads;
   const int64_t tb = job->d->varlen ? 0 : b;
   const seq_range s = sequence(job->d, b);
-  rows_state st = {.hk = hk, .r0 = qb * q_block};
-  st.r1 = st.r0 + q_block < s.lq * job->group ? st.r0 + q_block : s.lq * job->group;
+  rows_state st = {.hk = hk, .r0 = qb * job->q_rows};
+  st.r1 = st.r0 + job->q_rows < s.lq * job->group ? st.r0 + job->q_rows : s.lq * job->group;
   if (st.r0 >= st.r1) return;
   const block_scratch bs = carve_scratch(job, worker, &st, 1);
 
@@ -353,7 +355,7 @@ static void attn_task(void *arg, int64_t task, int worker) {
 }
 
 /*
- * Token-major task, for calls whose every sequence has at most q_block rows per k
+ * Token-major task, for calls whose every sequence has at most token_rows rows per k
  * head (decode): sequence b, one key split, every k head. Blocks of kv_tokens keys
  * run head after head, so K and V are read front to back a few pages at a time
  * (the head-major walk crosses a page per key and stalls on the TLB and the
@@ -410,9 +412,9 @@ static void merge_splits_task(void *arg, int64_t task, int worker) {
                 b = task / job->q_blocks / Hk, tb = d->varlen ? 0 : b;
   const seq_range s = sequence(d, b);
   float *acc = job->scratch + (size_t)worker * job->scratch_floats;
-  for (int64_t r = qb * q_block; r < s.lq * G && r < (qb + 1) * q_block; ++r) {
+  for (int64_t r = qb * job->q_rows; r < s.lq * G && r < (qb + 1) * job->q_rows; ++r) {
     const float *parts =
-        job->partials + ((b * Hk + hk) * job->q_blocks * q_block + r) * job->splits * (Dv + 2);
+        job->partials + ((b * Hk + hk) * job->q_blocks * job->q_rows + r) * job->splits * (Dv + 2);
     float mx = -INFINITY, l = 0;
     for (int64_t p = 0; p < job->splits; ++p)
       if (parts[p * (Dv + 2) + Dv] > mx) mx = parts[p * (Dv + 2) + Dv];
@@ -442,11 +444,16 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
       .group = d->q_heads / d->k_heads,
       .splits = 1,
   };
-  job.q_blocks = (d->max_q_len * job.group + q_block - 1) / q_block;
-  if (job.q_blocks == 0) job.q_blocks = 1;
   /* Every sequence's rows of a k head in one block (decode): walk the keys token
    * by token over all heads, split so every thread has work. */
-  const bool by_tokens = d->max_q_len * job.group <= q_block;
+  const int64_t max_rows = d->max_q_len * job.group > 0 ? d->max_q_len * job.group : 1;
+  const bool by_tokens = max_rows <= token_rows;
+  /* Head-major: the most rows per task that still leave every thread 4 tasks. */
+  job.q_rows = by_tokens ? max_rows : most_q_rows;
+  while (!by_tokens && job.q_rows > least_q_rows &&
+         d->batch * d->k_heads * ((max_rows + job.q_rows - 1) / job.q_rows) < 4 * threads)
+    job.q_rows /= 2;
+  job.q_blocks = (max_rows + job.q_rows - 1) / job.q_rows;
   const int64_t tasks = by_tokens ? d->batch : d->batch * d->k_heads * job.q_blocks;
   const int64_t min_tasks = by_tokens ? 2 * threads : 4 * threads;
   /* Few tasks and many keys: split the keys. */
@@ -459,16 +466,14 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
   if (by_tokens) job.split_len = (job.split_len + kv_tokens - 1) / kv_tokens * kv_tokens;
   if (job.split_len < 1) job.split_len = 1;
   const int64_t D = d->head_dim, Dv = d->v_head_dim, heads = by_tokens ? d->k_heads : 1;
-  job.row_cap = by_tokens ? (d->max_q_len * job.group > 0 ? d->max_q_len * job.group : 1)
-                          : q_block;
-  job.scratch_floats = (size_t)(heads * job.row_cap * (D + Dv + 2) + q_block * k_block +
+  job.scratch_floats = (size_t)(heads * job.q_rows * (D + Dv + 2) + job.q_rows * k_block +
                                 D * k_block + k_block * (Dv > D ? Dv : D)) +
                        16;
   job.scratch = malloc((size_t)threads * job.scratch_floats * sizeof(float));
   if (by_tokens) job.states = malloc((size_t)(threads * heads) * sizeof *job.states);
   const int64_t merge_tasks = d->batch * d->k_heads * job.q_blocks;
   if (job.splits > 1)
-    job.partials = malloc((size_t)(merge_tasks * q_block * job.splits) * (size_t)(Dv + 2) *
+    job.partials = malloc((size_t)(merge_tasks * job.q_rows * job.splits) * (size_t)(Dv + 2) *
                           sizeof(float));
   if (!job.scratch || (job.splits > 1 && !job.partials) || (by_tokens && !job.states)) {
     free(job.scratch);

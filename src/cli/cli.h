@@ -66,5 +66,7 @@ double cli_device_copy_gbs(seqmix_context *ctx);
 int cli_devices(int argc, char **argv);
 int cli_verify(int argc, char **argv);
 int cli_bench(int argc, char **argv);
+int cli_demo(int argc, char **argv);    /* demo.c */
+int cli_compile(int argc, char **argv); /* compile.c */
 
 #endif

@@ -16,6 +16,12 @@ static void usage(FILE *f) {
           "  bench [--device ID|all] [--op NAME] [--dtype f32|f16|bf16] [--json]\n"
           "                                time each op on named shapes, as fractions of this\n"
           "                                machine's roofline measured in the same run\n"
+          "  demo [--device ID] [--dtype f32|f16|bf16] [--prompt N] [--decode N] [...]\n"
+          "                                the mixers of a small hybrid model: prompt prefill,\n"
+          "                                then token-by-token decode, checked against the CPU\n"
+          "  compile --device opencl:N --out DIR\n"
+          "                                write OpenCL program binaries of every kernel variant\n"
+          "                                (for FPGA and no-compiler devices)\n"
           "\n"
           "ops: ");
   for (int i = 0; i < cli_op_count; ++i) fprintf(f, "%s%s", i ? ", " : "", cli_ops[i]->name);
@@ -35,6 +41,8 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "devices")) return cli_devices(argc - 1, argv + 1);
   if (!strcmp(argv[1], "verify")) return cli_verify(argc - 1, argv + 1);
   if (!strcmp(argv[1], "bench")) return cli_bench(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "demo")) return cli_demo(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "compile")) return cli_compile(argc - 1, argv + 1);
   fprintf(stderr, "seqmix: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

@@ -167,6 +167,72 @@ typedef struct seqmix_context_stats {
 SEQMIX_API seqmix_status seqmix_context_stats_get(const seqmix_context *ctx,
                                                   seqmix_context_stats *stats);
 
+/* ---- Tuning ---------------------------------------------------------------
+ * Knobs are tile sizes and kernel variants the ops of the context's device
+ * otherwise pick by heuristic (value 0). `seqmix tune` times each knob's
+ * candidates and saves the winners in the cache directory, keyed by the device's
+ * backend, name, vendor and driver; every context on such a device loads them.
+ * Setting a knob changes only speed, never results beyond rounding. */
+typedef struct seqmix_tuning_knob {
+  const char *name;        /* "attention.q_rows" */
+  const char *op;          /* the `seqmix bench` ops whose cases time it ("ssd,linattn") */
+  const char *description;
+  int64_t value;           /* in use: 0 = the heuristic */
+  int candidate_count;
+  int64_t candidates[8];   /* the values it may take, 0 first */
+} seqmix_tuning_knob;
+/* The knobs of the context's device, index 0 .. count-1. */
+SEQMIX_API seqmix_status seqmix_tuning_count(const seqmix_context *ctx, int *count);
+SEQMIX_API seqmix_status seqmix_tuning_get(const seqmix_context *ctx, int index,
+                                           seqmix_tuning_knob *knob);
+/* value must be one of the knob's candidates (0: the heuristic). */
+SEQMIX_API seqmix_status seqmix_tuning_set(seqmix_context *ctx, const char *name, int64_t value);
+/* Stores the knobs' values as the device's winners (an unwritable cache
+ * directory gives SEQMIX_ERROR_IO). */
+SEQMIX_API seqmix_status seqmix_tuning_save(seqmix_context *ctx);
+
+/* ---- Offline kernel binaries (OpenCL: FPGA cards, devices without a compiler) ----
+ * A context on an OpenCL device without an online compiler, or on any OpenCL
+ * device while $SEQMIX_CL_BINARY_DIR is set, loads its kernels only from that
+ * directory ($SEQMIX_CL_FORBID_COMPILE=1 makes a device behave as if it had no
+ * compiler). seqmix_compile_binaries writes that directory: one file per kernel
+ * variant the device's ops can launch, for the activation dtypes and the
+ * shape-dependent sizes listed here (every other option, flags and tuning
+ * included, is enumerated in full). */
+typedef struct seqmix_compile_options {
+  uint32_t dtypes;            /* activation dtypes, bits (1u << SEQMIX_F32) ...; 0: F32, F16, BF16 */
+  const int32_t *head_dims;   /* attention D = Dv, SSD head dim P, linear-attention Dk = Dv; */
+  int head_dim_count;         /*   NULL: 64, 128 */
+  const int32_t *state_sizes; /* selective-scan and SSD state size N; NULL: 16, 64, 128 */
+  int state_size_count;
+  const int32_t *chunk_sizes; /* SSD / linear-attention chunk_size hints besides 0 (auto); NULL: none */
+  int chunk_size_count;
+  bool dry_run;               /* enumerate and name the files; build and write nothing */
+  /* Optional: whether to build a variant (NULL: all of them). */
+  bool (*want)(void *user, const char *source, const char *options);
+  /* Optional: called for each variant enumerated, with the file written (or that
+   * a dry run would write) and the outcome. */
+  void (*on_variant)(void *user, const char *file, const char *source, const char *options,
+                     seqmix_status status);
+  void *user;
+  uint32_t reserved[8];       /* zero */
+} seqmix_compile_options;
+
+typedef struct seqmix_compile_summary {
+  size_t variants; /* enumerated (distinct source + options) */
+  size_t written;  /* files written (0 in a dry run) */
+  size_t skipped;  /* declined by want() */
+  size_t failed;   /* builds or writes that failed (the first one is the last error) */
+} seqmix_compile_summary;
+
+/* Builds every kernel variant of ctx's device (OpenCL, with a compiler) and
+ * writes each as a binary file into dir (created if absent). NULL options:
+ * the defaults. UNSUPPORTED for devices of other backends or without a
+ * compiler; the first failed build or write otherwise (all are attempted). */
+SEQMIX_API seqmix_status seqmix_compile_binaries(seqmix_context *ctx, const char *dir,
+                                                 const seqmix_compile_options *options,
+                                                 seqmix_compile_summary *summary);
+
 /* ---- Mixers ------------------------------------------------------------- */
 /* Activation tensors of one call share one dtype: F32, F16 or BF16. Parameter
  * tensors (weight, bias) are F32 or that same dtype. State is always F32.

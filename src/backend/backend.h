@@ -208,6 +208,36 @@ typedef struct sm_pool_desc {
   int32_t pool;                           /* odd, >= 1 */
 } sm_pool_desc;
 
+/* ---- Tuning knobs ------------------------------------------------------- *
+ * A knob is a tile size or kernel variant an op otherwise picks by heuristic.
+ * `seqmix tune` times each knob's candidates on a device and stores the winners
+ * in the cache directory, keyed by device and driver; contexts load them. Value
+ * 0 always means "the heuristic". Backends read knobs with sm_knob(op, KNOB). */
+typedef enum sm_knob_id {
+  SM_KNOB_CPU_ATTN_Q_ROWS,     /* query rows a prefill task owns (sm_cpu attention) */
+  SM_KNOB_CPU_ATTN_KV_TOKENS,  /* keys per block of the decode walk */
+  SM_KNOB_CPU_SSM_CHUNK,       /* chunk of the SSD / linear-attention chunkwise engine */
+  SM_KNOB_VK_CONV1D_WORKGROUP, /* Vulkan conv1d: invocations per work-group */
+  SM_KNOB_VK_CONV1D_TOKENS,    /* Vulkan conv1d: tokens per invocation */
+  SM_KNOB_VK_ATTN_SPLIT_TARGET, /* Vulkan attention: work-groups to fill before splitting stops */
+  SM_KNOB_VK_SSM_CHUNK,        /* Vulkan SSD / linear attention chunk */
+  SM_KNOB_LONG_CONV_CROSSOVER, /* long conv AUTO: FFT when direct/FFT cost > value / 100 */
+  SM_KNOB_COUNT
+} sm_knob_id;
+
+typedef struct sm_knob_info {
+  const char *name;      /* "attention.q_rows": op, dot, what */
+  const char *bench_op;  /* the `seqmix bench` ops whose cases time it ("ssd,linattn") */
+  int backend;           /* seqmix_backend it applies to; -1: every backend */
+  int64_t candidates[8]; /* values worth timing, 0 (the heuristic) first; 0-terminated after */
+  const char *what;
+} sm_knob_info;
+extern const sm_knob_info sm_knobs[SM_KNOB_COUNT];
+
+typedef struct sm_tuning {
+  int64_t value[SM_KNOB_COUNT]; /* 0: the heuristic */
+} sm_tuning;
+
 typedef struct sm_op {
   sm_op_kind kind;
   const char *name; /* the public function, for messages */
@@ -215,6 +245,7 @@ typedef struct sm_op {
   sm_tensor_ref tensors[SM_OP_MAX_TENSORS];
   /* Which slots the op writes (bit i = tensors[i]); the fallback copies these back. */
   uint32_t output_mask;
+  const sm_tuning *tuning; /* the context's stored winners; set by dispatch */
   union {
     sm_conv1d_desc conv1d;
     sm_attention_desc attention;
@@ -227,6 +258,11 @@ typedef struct sm_op {
     sm_pool_desc pool;
   } u;
 } sm_op;
+
+/* The op's value of a knob: a stored or set winner, else 0 (the heuristic). */
+static inline int64_t sm_knob(const sm_op *op, sm_knob_id knob) {
+  return op->tuning ? op->tuning->value[knob] : 0;
+}
 
 /* ---- The vtable ---------------------------------------------------------- */
 
@@ -253,6 +289,11 @@ typedef struct sm_backend {
   seqmix_status (*launch)(sm_device *dev, const sm_op *op);
   seqmix_status (*flush)(sm_device *dev);
   seqmix_status (*sync)(sm_device *dev);
+  /* Optional (NULL: nothing to compile offline): seqmix_compile_binaries, with
+   * options resolved (never NULL) and the summary zeroed. */
+  seqmix_status (*compile_binaries)(sm_device *dev, const char *dir,
+                                    const seqmix_compile_options *options,
+                                    seqmix_compile_summary *summary);
 } sm_backend;
 
 /* The registry: every backend built in, CPU first. */
@@ -275,7 +316,12 @@ void sm_log(seqmix_log_level level, const char *fmt, ...) __attribute__((format(
  * temporary name and renamed; a header with magic, version and a payload hash,
  * so a truncated or foreign file reads as absent. Failures only cost speed. */
 bool sm_cache_load(const char *dir, const char *name, void **data, size_t *size);
-void sm_cache_store(const char *dir, const char *name, const void *data, size_t size);
+/* false (and logged at info) when it could not be stored. */
+bool sm_cache_store(const char *dir, const char *name, const void *data, size_t size);
+/* sm_cache_load that tells a missing file from a damaged one (offline
+ * binaries must report which). */
+typedef enum sm_cache_result { SM_CACHE_OK, SM_CACHE_MISSING, SM_CACHE_DAMAGED } sm_cache_result;
+sm_cache_result sm_cache_read(const char *dir, const char *name, void **data, size_t *size);
 uint64_t sm_hash64(const void *data, size_t size, uint64_t seed);
 
 /* Embedded kernel sources (generated at build time). */

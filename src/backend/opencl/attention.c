@@ -106,7 +106,7 @@ static bool within_loop_budget(const sm_device *dev, const sm_attention_desc *d)
 }
 
 bool sm_cl_attention_supports(sm_device *dev, const sm_op *op) {
-  if (!dev->caps.online_compiler) return false;
+  if (!sm_cl_can_build(dev)) return false; /* no compiler and no binary directory */
   if (op->kind == SM_OP_ATTENTION) {
     const sm_attention_desc *d = &op->u.attention;
     if (!act_dtype(op->tensors[SM_ATTN_Q].dtype)) return false;
@@ -149,27 +149,33 @@ static void arg_view(sm_device *dev, sm_cl_args *a, const sm_tensor_ref *r, int 
 
 static void arg_mem(sm_cl_args *a, sm_buffer *buf) { sm_cl_arg(a, sizeof buf->mem, &buf->mem); }
 
-static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
-  const sm_attention_desc *d = &op->u.attention;
-  const attn_tuning *tuning = pick_tuning(dev);
-  const seqmix_dtype dt = op->tensors[SM_ATTN_Q].dtype;
-  const int64_t group = d->q_heads / d->k_heads;
-  const int64_t D = d->head_dim, Dv = d->v_head_dim;
-  const int64_t total_q = d->varlen ? d->q_tokens : d->batch * d->q_tokens;
-  const bool has_used = op->tensors[SM_ATTN_SEQUSED_K].buffer != NULL;
-  seqmix_status st;
-  cl_mem placeholder;
-  if ((st = sm_cl_dummy_buffer(dev, &placeholder))) return st;
-  if (total_q == 0) return SEQMIX_OK;
+/* One attn_fwd program variant: everything its build options name. */
+typedef struct attn_fwd_variant {
+  seqmix_dtype dtype;
+  int64_t head_dim, v_head_dim;
+  int vec;                 /* VEC: elements of a row a work-item loads at once */
+  size_t block_keys;       /* BK */
+  size_t workgroup;        /* WG: rows (keys for the key-parallel kernel) a work-group */
+  bool keypar;             /* the key-parallel kernel, with keypar_rows rows (R) */
+  size_t keypar_rows;
+  bool contig, causal, sigmoid, softcap, split;
+} attn_fwd_variant;
 
+/* The kernel, work-group and tiles for rows_per_seq rows of a (sequence, k
+ * head); the score flags and the split are left false for the caller. */
+static attn_fwd_variant plan_attn_fwd(const sm_device *dev, seqmix_dtype dtype, int64_t D,
+                                      int64_t Dv, int64_t rows_per_seq, bool contig) {
+  const attn_tuning *tuning = pick_tuning(dev);
+  attn_fwd_variant v;
+  memset(&v, 0, sizeof v);
+  v.dtype = dtype, v.head_dim = D, v.v_head_dim = Dv, v.contig = contig;
   /* Kernel: key-parallel for few rows where tuned (SEQMIX_OPENCL_ATTENTION=keys
    * or rows forces one), else a row a work-item. */
-  const int64_t rows_per_seq = d->max_q_len * group;
   bool keypar = tuning->key_parallel > 0 && rows_per_seq <= tuning->key_parallel;
   if (dev->attention_kernel == SM_CL_ATTENTION_KEYS) keypar = rows_per_seq <= KEYPAR_MAX_ROWS;
   if (dev->attention_kernel == SM_CL_ATTENTION_ROWS) keypar = false;
   const size_t local_floats = device_ulong(dev, CL_DEVICE_LOCAL_MEM_SIZE, 16384) / sizeof(float);
-  size_t wg, kp_rows = 0;
+  size_t wg = 1, kp_rows = 0;
   if (keypar) {
     /* R rows (a power of two), WG keys a block: q rows and two R x WG tiles in local memory. */
     kp_rows = sm_ceil_pow2((size_t)(rows_per_seq > 0 ? rows_per_seq : 1));
@@ -186,16 +192,60 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
     if (wg > dev->caps.max_workgroup_size) wg = sm_floor_pow2(dev->caps.max_workgroup_size);
     if (wg < 1) wg = 1;
   }
-  const size_t bk = block_keys(dev, D, Dv);
+  v.keypar = keypar, v.keypar_rows = kp_rows, v.workgroup = wg;
+  v.block_keys = block_keys(dev, D, Dv);
   /* Vector width of a work-item's rows: the widest of 16, 8, 4, 2 dividing D
    * and Dv within the tuned limit. */
   int vec = tuning->vector_width;
   while (vec > 1 && (D % vec || Dv % vec))
     vec /= 2;
-  /* K and V rows contiguous: the tiles load VEC elements at a time. */
-  const bool contig =
-      op->tensors[SM_ATTN_K].strides[3] == 1 && op->tensors[SM_ATTN_V].strides[3] == 1;
-  const int64_t max_chunk = max_chunk_keys(dev, D, Dv, keypar ? wg : bk);
+  v.vec = vec;
+  return v;
+}
+
+/* A kernel may allow fewer work-items than asked (registers, private
+ * memory): the next work-group to build for. */
+static size_t shrink_workgroup(size_t wg, size_t kernel_max) {
+  return sm_floor_pow2(kernel_max < wg ? kernel_max : wg / 2);
+}
+
+static void attn_fwd_options(const attn_fwd_variant *v, char *options, size_t size) {
+  char keypar_opts[32] = "";
+  if (v->keypar) snprintf(keypar_opts, sizeof keypar_opts, " -DKEYPAR -DR=%d", (int)v->keypar_rows);
+  snprintf(options, size, "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s%s",
+           seqmix_dtype_name(v->dtype), (int)v->head_dim, (int)v->v_head_dim, v->vec,
+           (int)v->block_keys, (int)v->workgroup, v->contig ? " -DCONTIG" : "",
+           v->causal ? " -DCAUSAL" : "", v->sigmoid ? " -DSIGMOID" : "",
+           v->softcap ? " -DSOFTCAP" : "", v->split ? " -DSPLIT" : "", keypar_opts);
+}
+
+static void merge_options(seqmix_dtype out, seqmix_dtype part, int parts, char *options,
+                          size_t size) {
+  snprintf(options, size, "-DMERGE -DACT=%s -DPART=%s -DNPARTS=%d", seqmix_dtype_name(out),
+           seqmix_dtype_name(part), parts);
+}
+
+static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
+  const sm_attention_desc *d = &op->u.attention;
+  const attn_tuning *tuning = pick_tuning(dev);
+  const seqmix_dtype dt = op->tensors[SM_ATTN_Q].dtype;
+  const int64_t group = d->q_heads / d->k_heads;
+  const int64_t D = d->head_dim, Dv = d->v_head_dim;
+  const int64_t total_q = d->varlen ? d->q_tokens : d->batch * d->q_tokens;
+  const bool has_used = op->tensors[SM_ATTN_SEQUSED_K].buffer != NULL;
+  seqmix_status st;
+  cl_mem placeholder;
+  if ((st = sm_cl_dummy_buffer(dev, &placeholder))) return st;
+  if (total_q == 0) return SEQMIX_OK;
+
+  attn_fwd_variant v =
+      plan_attn_fwd(dev, dt, D, Dv, d->max_q_len * group,
+                    op->tensors[SM_ATTN_K].strides[3] == 1 && op->tensors[SM_ATTN_V].strides[3] == 1);
+  v.causal = d->causal, v.sigmoid = d->sigmoid, v.softcap = d->softcap > 0;
+  const bool keypar = v.keypar;
+  const size_t bk = v.block_keys, kp_rows = v.keypar_rows;
+  const int64_t rows_per_seq = d->max_q_len * group;
+  const int64_t max_chunk = max_chunk_keys(dev, D, Dv, keypar ? v.workgroup : bk);
   /* A kernel may allow fewer work-items than asked (registers, private
    * memory): build again for what it allows. */
   int64_t row_blocks, splits, chunk;
@@ -203,8 +253,8 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
   const sm_cl_kernel *k;
   for (;;) {
     /* Keys a block; rows a work-group. */
-    const int64_t kb = keypar ? (int64_t)wg : (int64_t)bk;
-    row_blocks = sm_div_up(rows_per_seq, keypar ? (int64_t)kp_rows : (int64_t)wg);
+    const int64_t kb = keypar ? (int64_t)v.workgroup : (int64_t)bk;
+    row_blocks = sm_div_up(rows_per_seq, keypar ? (int64_t)kp_rows : (int64_t)v.workgroup);
     const int64_t groups = row_blocks * d->batch * d->k_heads;
     /* Key split: enough work-groups for every compute unit, chunks of >= 4
      * blocks (2 for the key-parallel kernel's blocks of WG keys). */
@@ -227,18 +277,15 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
       splits = sm_div_up(d->max_k_len, chunk);
     }
     if (chunk < 1) chunk = 1;
-    char keypar_opts[32] = "";
-    if (keypar) snprintf(keypar_opts, sizeof keypar_opts, " -DKEYPAR -DR=%d", (int)kp_rows);
-    snprintf(options, sizeof options,
-             "-DACT=%s -DD=%d -DDV=%d -DVEC=%d -DBK=%d -DWG=%d%s%s%s%s%s%s", seqmix_dtype_name(dt),
-             (int)D, (int)Dv, vec, (int)bk, (int)wg, contig ? " -DCONTIG" : "",
-             d->causal ? " -DCAUSAL" : "", d->sigmoid ? " -DSIGMOID" : "",
-             d->softcap > 0 ? " -DSOFTCAP" : "", splits > 1 ? " -DSPLIT" : "", keypar_opts);
+    v.split = splits > 1;
+    attn_fwd_options(&v, options, sizeof options);
     if ((st = sm_cl_kernel_get(dev, "attention.cl", options, "attn_fwd", &k))) return st;
-    if (wg <= k->max_workgroup_size) break;
-    if (wg == 1) return sm_fail(SEQMIX_ERROR_BACKEND, "%s: attn_fwd allows no work-item", op->name);
-    wg = sm_floor_pow2(k->max_workgroup_size < wg ? k->max_workgroup_size : wg / 2);
+    if (v.workgroup <= k->max_workgroup_size) break;
+    if (v.workgroup == 1)
+      return sm_fail(SEQMIX_ERROR_BACKEND, "%s: attn_fwd allows no work-item", op->name);
+    v.workgroup = shrink_workgroup(v.workgroup, k->max_workgroup_size);
   }
+  const size_t wg = v.workgroup;
 
   /* Sequence offsets and key counts, packed (the host copies are current). */
   sm_buffer *idx = NULL, *part = NULL, *part_lse = NULL;
@@ -343,9 +390,8 @@ static seqmix_status merge_launch(sm_device *dev, const sm_op *op) {
   if ((st = sm_cl_dummy_buffer(dev, &placeholder))) return st;
   if (rows == 0) return SEQMIX_OK;
   char options[128];
-  snprintf(options, sizeof options, "-DMERGE -DACT=%s -DPART=%s -DNPARTS=%d",
-           seqmix_dtype_name(op->tensors[SM_MERGE_OUT].dtype),
-           seqmix_dtype_name(op->tensors[SM_MERGE_FIRST_PART].dtype), parts);
+  merge_options(op->tensors[SM_MERGE_OUT].dtype, op->tensors[SM_MERGE_FIRST_PART].dtype, parts,
+                options, sizeof options);
   const sm_cl_kernel *k;
   if ((st = sm_cl_kernel_get(dev, "attention.cl", options, "attn_merge", &k))) return st;
   cl_long table[(SM_MERGE_MAX_PARTS + 1) * 9];
@@ -389,4 +435,40 @@ done:
 
 seqmix_status sm_cl_attention_launch(sm_device *dev, const sm_op *op) {
   return op->kind == SM_OP_ATTENTION ? attention_launch(dev, op) : merge_launch(dev, op);
+}
+
+/* Every variant the launches above can compose on this device: per dtype and
+ * head dim of the sink, every rows-per-sequence class (powers of two up to
+ * where the work-group stops growing), both K/V layouts, every score flag and
+ * the split, following attn_fwd's shrink loop; and every merge. */
+void sm_cl_attention_variants(sm_device *dev, sm_cl_variant_sink *sink) {
+  const seqmix_compile_options *o = sm_cl_sink_options(sink);
+  seqmix_dtype acts[3];
+  const int act_count = sm_cl_sink_dtypes(sink, acts);
+  const int64_t most_rows = 2 * (int64_t)sm_ceil_pow2(pick_tuning(dev)->workgroup > KEYPAR_MAX_ROWS
+                                                          ? (uint64_t)pick_tuning(dev)->workgroup
+                                                          : KEYPAR_MAX_ROWS);
+  char options[256];
+  for (int a = 0; a < act_count; ++a)
+    for (int h = 0; h < o->head_dim_count; ++h) {
+      const int64_t D = o->head_dims[h];
+      if (D > ATTN_MAX_HEAD_DIM) continue;
+      for (int64_t rows = 1; rows <= most_rows; rows *= 2)
+        for (int flags = 0; flags < 32; ++flags) {
+          attn_fwd_variant v = plan_attn_fwd(dev, acts[a], D, D, rows, flags & 1);
+          v.causal = flags & 2, v.sigmoid = flags & 4, v.softcap = flags & 8, v.split = flags & 16;
+          for (;;) {
+            attn_fwd_options(&v, options, sizeof options);
+            const size_t limit = sm_cl_emit(sink, "attention.cl", options, "attn_fwd");
+            if (v.workgroup <= limit || v.workgroup == 1) break;
+            v.workgroup = shrink_workgroup(v.workgroup, limit);
+          }
+        }
+    }
+  for (int a = 0; a < act_count; ++a)
+    for (int p = 0; p < act_count; ++p)
+      for (int parts = 1; parts <= SM_MERGE_MAX_PARTS; ++parts) {
+        merge_options(acts[a], acts[p], parts, options, sizeof options);
+        sm_cl_emit(sink, "attention.cl", options, NULL);
+      }
 }

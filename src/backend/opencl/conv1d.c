@@ -58,7 +58,7 @@ static const conv1d_tuning *pick_tuning(const sm_device *dev) {
 bool sm_cl_conv1d_supports(sm_device *dev, const sm_op *op) {
   const sm_conv1d_desc *d = &op->u.conv1d;
   const seqmix_dtype act = op->tensors[SM_CONV1D_X].dtype;
-  if (!dev->caps.online_compiler) return false; /* no offline binaries yet */
+  if (!sm_cl_can_build(dev)) return false; /* no compiler and no binary directory */
   if (act != SEQMIX_F32 && act != SEQMIX_F16 && act != SEQMIX_BF16) return false;
   if (d->kernel < 1 || d->kernel > CONV1D_MAX_KERNEL) return false;
   /* Token and channel indices and the batch id are int in the kernels. */
@@ -178,4 +178,40 @@ seqmix_status sm_cl_conv1d_launch(sm_device *dev, const sm_op *op) {
    * conv1d_causal_state, which every variant has; take one already built. */
   const bool state_kernel = has_state && tuning->tokens < d->kernel - 1;
   return state_kernel ? launch_state(dev, op, last_options, tuning) : SEQMIX_OK;
+}
+
+/* Every variant sm_cl_conv1d_launch can compose on this device: each dtype
+ * combination, bias/state/SiLU, every kernel width up to CONV1D_MAX_KERNEL,
+ * the vector part (aligned or not) and the tail, described as representative
+ * ops for variant_options. */
+void sm_cl_conv1d_variants(sm_device *dev, sm_cl_variant_sink *sink) {
+  const conv1d_tuning *tuning = pick_tuning(dev);
+  seqmix_dtype acts[3];
+  const int act_count = sm_cl_sink_dtypes(sink, acts);
+  char options[256];
+  for (int a = 0; a < act_count; ++a)
+    for (int weight = 0; weight < 2; ++weight)
+      for (int bias = 0; bias < 3; ++bias) /* absent, f32, the activations' dtype */
+        for (int flags = 0; flags < 4; ++flags)
+          for (int k = 1; k <= CONV1D_MAX_KERNEL; ++k)
+            for (int part = 0; part < 3; ++part) { /* vector aligned, vector, tail */
+              const int vector_width = part < 2 ? tuning->vector_width : 1;
+              if (part < 2 && vector_width == 1) continue;
+              sm_op op;
+              memset(&op, 0, sizeof op);
+              op.kind = SM_OP_CONV1D_CAUSAL;
+              op.u.conv1d.kernel = k;
+              op.u.conv1d.silu = flags & 1;
+              sm_tensor_ref *x = &op.tensors[SM_CONV1D_X], *y = &op.tensors[SM_CONV1D_Y];
+              x->dtype = y->dtype = acts[a];
+              x->buffer = y->buffer = &sm_cl_present;
+              x->offset = y->offset = part == 0 ? 0 : 1;
+              x->strides[0] = x->strides[1] = y->strides[0] = y->strides[1] = vector_width;
+              op.tensors[SM_CONV1D_WEIGHT].dtype = weight ? acts[a] : SEQMIX_F32;
+              op.tensors[SM_CONV1D_BIAS].buffer = bias ? &sm_cl_present : NULL;
+              op.tensors[SM_CONV1D_BIAS].dtype = bias == 2 ? acts[a] : SEQMIX_F32;
+              op.tensors[SM_CONV1D_STATE].buffer = flags & 2 ? &sm_cl_present : NULL;
+              variant_options(dev, &op, tuning, vector_width, options, sizeof options);
+              sm_cl_emit(sink, "conv1d.cl", options, NULL);
+            }
 }

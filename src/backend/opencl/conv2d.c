@@ -227,7 +227,7 @@ static bool launch_fits(const sm_device *dev, const window *w, const conv2d_tuni
 bool sm_cl_conv2d_supports(sm_device *dev, const sm_op *op) {
   const window w = window_of(op);
   const seqmix_dtype act = w.x->dtype;
-  if (!dev->caps.online_compiler) return false; /* no offline binaries yet */
+  if (!sm_cl_can_build(dev)) return false; /* no compiler and no binary directory */
   if (act != SEQMIX_F32 && act != SEQMIX_F16 && act != SEQMIX_BF16) return false;
   /* Pixel, channel and window indices are int in the kernels. */
   const int64_t ints[] = {w.height,    w.width,    w.channels, w.out_height,
@@ -379,4 +379,50 @@ seqmix_status sm_cl_conv2d_launch(sm_device *dev, const sm_op *op) {
       (st = launch_channels(dev, op, &w, 1, tail_begin, w.channels - tail_begin)))
     return st;
   return SEQMIX_OK;
+}
+
+/* Every variant sm_cl_conv2d_launch can compose on this device: both ops,
+ * every dtype combination and bias, the 3x3, 5x5 and 7x7 fast windows and
+ * the general one, the vector part (aligned or not) and the tail, with the
+ * tuned row block and the single-output one plan_tiles may fall back to. */
+void sm_cl_conv2d_variants(sm_device *dev, sm_cl_variant_sink *sink) {
+  const conv2d_tuning *tuning = pick_tuning(dev);
+  seqmix_dtype acts[3];
+  const int act_count = sm_cl_sink_dtypes(sink, acts);
+  static const int windows[] = {2, 3, 5, 7}; /* 2: any window without a fast path */
+  char options[256];
+  for (int a = 0; a < act_count; ++a)
+    for (int pool = 0; pool < 2; ++pool)
+      for (int params = 0; params < (pool ? 1 : 6); ++params) /* weight dtype x bias kind */
+        for (size_t wi = 0; wi < sizeof windows / sizeof windows[0]; ++wi)
+          for (int part = 0; part < 3; ++part) /* vector aligned, vector, tail */
+            for (int rb = 0; rb < 2; ++rb) {
+              const int vector_width = part < 2 ? tuning->vector_width : 1;
+              if (part < 2 && vector_width == 1) continue;
+              sm_op op;
+              memset(&op, 0, sizeof op);
+              op.kind = pool ? SM_OP_POOL_MIXER : SM_OP_CONV2D_DEPTHWISE;
+              /* A pool window is odd: 1 stands for the windows without a fast path. */
+              const int k = pool && windows[wi] == 2 ? 1 : windows[wi];
+              if (pool)
+                op.u.pool.pool = k;
+              else
+                op.u.conv2d.kernel_h = op.u.conv2d.kernel_w = k;
+              sm_tensor_ref *x = &op.tensors[pool ? SM_POOL_X : SM_CONV2D_X];
+              sm_tensor_ref *y = &op.tensors[pool ? SM_POOL_Y : SM_CONV2D_Y];
+              x->dtype = y->dtype = acts[a];
+              x->buffer = y->buffer = &sm_cl_present;
+              x->offset = y->offset = part == 0 ? 0 : 1;
+              for (int i = 0; i < 3; ++i)
+                x->strides[i] = y->strides[i] = vector_width;
+              if (!pool) {
+                op.tensors[SM_CONV2D_WEIGHT].dtype = params / 3 ? acts[a] : SEQMIX_F32;
+                op.tensors[SM_CONV2D_BIAS].buffer = params % 3 ? &sm_cl_present : NULL;
+                op.tensors[SM_CONV2D_BIAS].dtype = params % 3 == 2 ? acts[a] : SEQMIX_F32;
+              }
+              const window w = window_of(&op);
+              variant_options(dev, &op, &w, vector_width, rb ? 1 : tuning->row_block, options,
+                              sizeof options);
+              sm_cl_emit(sink, "conv2d.cl", options, NULL);
+            }
 }

@@ -264,6 +264,22 @@ static seqmix_status opencl_open(const sm_device_entry *entry, const sm_open_opt
   if (kernel && !strcmp(kernel, "keys")) dev->attention_kernel = SM_CL_ATTENTION_KEYS;
   if (kernel && !strcmp(kernel, "rows")) dev->attention_kernel = SM_CL_ATTENTION_ROWS;
   read_caps(dev);
+  /* Offline binaries (program.c): SEQMIX_CL_FORBID_COMPILE makes the device
+   * behave as one without a compiler (tests, and checking a binary directory). */
+  const char *forbid = getenv("SEQMIX_CL_FORBID_COMPILE");
+  if (forbid && *forbid && strcmp(forbid, "0") != 0) dev->caps.online_compiler = false;
+  const char *binary_dir = getenv("SEQMIX_CL_BINARY_DIR");
+  if (binary_dir && *binary_dir)
+    snprintf(dev->binary_dir, sizeof dev->binary_dir, "%s", binary_dir);
+  dev->binary_only = !dev->caps.online_compiler || dev->binary_dir[0];
+  if (dev->binary_only && !dev->binary_dir[0])
+    sm_log(SEQMIX_LOG_WARNING,
+           "opencl backend: %s cannot compile kernels and SEQMIX_CL_BINARY_DIR is not set: "
+           "its ops run on the CPU fallback",
+           dev->info.name);
+  else if (dev->binary_only)
+    sm_log(SEQMIX_LOG_DEBUG, "opencl backend: %s loads kernels only from %s", dev->info.name,
+           dev->binary_dir);
 
   const cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)dev->platform,
                                          0};
@@ -356,4 +372,5 @@ const sm_backend sm_opencl_backend = {
     .launch = opencl_launch,
     .flush = opencl_flush,
     .sync = opencl_sync,
+    .compile_binaries = sm_cl_compile_binaries,
 };

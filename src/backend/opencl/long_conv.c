@@ -18,9 +18,11 @@
  * launchParams.commandQueue), so the steps need no events; the scratch buffer
  * is reused by the next piece only after the queue has run the previous one.
  *
- * Without VkFFT (SEQMIX_HAVE_VKFFT_OPENCL undefined), an FFT call runs the
- * direct kernel where that is cheap enough, else supports() declines and the
- * CPU fallback runs it (see direct_instead_of_fft).
+ * Without VkFFT (SEQMIX_HAVE_VKFFT_OPENCL undefined), and on a device in
+ * binary-only mode (offline binaries, program.c: VkFFT compiles its kernels
+ * from source for every plan, so they cannot be shipped), an FFT call runs
+ * the direct kernel where that is cheap enough, else supports() declines and
+ * the CPU fallback runs it, visibly (see direct_instead_of_fft).
  */
 #include "backend/opencl/opencl.h"
 
@@ -570,7 +572,7 @@ static seqmix_status launch_fft(sm_device *dev, const sm_op *op) {
   return st;
 }
 
-#else /* no VkFFT */
+#endif
 
 /* Whether an FFT call may run the direct kernel instead, by the cost model's
  * measures of both (src/ops/convmix.c). */
@@ -582,18 +584,19 @@ static bool direct_instead_of_fft(const sm_long_conv_desc *d) {
   return sm_long_conv_direct_over_fft(d->tokens, d->filter_len) <= DIRECT_FOR_FFT_RATIO;
 }
 
-#endif
-
 /* ---- Entry points ------------------------------------------------------------------ */
 
 bool sm_cl_long_conv_supports(sm_device *dev, const sm_op *op) {
   const sm_long_conv_desc *d = &op->u.long_conv;
   const seqmix_dtype act = op->tensors[SM_LCONV_X].dtype;
-  if (!dev->caps.online_compiler) return false; /* no offline binaries yet */
+  if (!sm_cl_can_build(dev)) return false; /* no compiler and no binary directory */
   if (act != SEQMIX_F32 && act != SEQMIX_F16 && act != SEQMIX_BF16) return false;
   /* Token, channel and tap indices are int in the kernels. */
   if (d->batch > INT32_MAX || d->tokens > INT32_MAX || d->channels > INT32_MAX) return false;
   if (d->method != SEQMIX_CONV_FFT) return true;
+  /* Binary-only devices have no VkFFT kernels (it builds them from source per
+   * plan): the direct kernel stands in where cheap, else the CPU runs it. */
+  if (dev->binary_only) return direct_instead_of_fft(d);
 #ifdef SEQMIX_HAVE_VKFFT_OPENCL
   fft_pieces p;
   return plan_pieces(dev, d, &p) && p.rows <= INT32_MAX;
@@ -604,7 +607,34 @@ bool sm_cl_long_conv_supports(sm_device *dev, const sm_op *op) {
 
 seqmix_status sm_cl_long_conv_launch(sm_device *dev, const sm_op *op) {
 #ifdef SEQMIX_HAVE_VKFFT_OPENCL
-  if (op->u.long_conv.method == SEQMIX_CONV_FFT) return launch_fft(dev, op);
+  if (op->u.long_conv.method == SEQMIX_CONV_FFT && !dev->binary_only) return launch_fft(dev, op);
 #endif
-  return launch_direct(dev, op); /* without VkFFT: supports() let FFT calls through where cheap */
+  /* Without VkFFT or in binary-only mode supports() let FFT calls through where cheap. */
+  return launch_direct(dev, op);
+}
+
+/* Every variant the direct method can compose on this device (the vector
+ * part and the tail, each dtype combination, with or without D_skip). The
+ * FFT method's programs are not enumerated: VkFFT builds its own kernels from
+ * source for each plan, so a device in binary-only mode runs FFT calls with
+ * the direct kernel or sends them to the CPU (sm_cl_long_conv_supports). */
+void sm_cl_long_conv_variants(sm_device *dev, sm_cl_variant_sink *sink) {
+  seqmix_dtype acts[3];
+  const int act_count = sm_cl_sink_dtypes(sink, acts);
+  const int widths[2] = {pick_tuning(dev)->vector_width, 1};
+  char options[256];
+  for (int a = 0; a < act_count; ++a)
+    for (int filter = 0; filter < 2; ++filter)
+      for (int skip = 0; skip < 3; ++skip) /* absent, f32, the activations' dtype */
+        for (int part = 0; part < 2; ++part) {
+          sm_op op;
+          memset(&op, 0, sizeof op);
+          op.kind = SM_OP_LONG_CONV;
+          op.tensors[SM_LCONV_X].dtype = acts[a];
+          op.tensors[SM_LCONV_H].dtype = filter ? acts[a] : SEQMIX_F32;
+          op.tensors[SM_LCONV_D_SKIP].buffer = skip ? &sm_cl_present : NULL;
+          op.tensors[SM_LCONV_D_SKIP].dtype = skip == 2 ? acts[a] : SEQMIX_F32;
+          direct_options(dev, &op, widths[part], options, sizeof options);
+          sm_cl_emit(sink, "long_conv.cl", options, NULL);
+        }
 }

@@ -4,7 +4,9 @@
  * device.c   platforms and devices (probe), open/close, the vtable, flush/sync
  * memory.c   buffers: alloc/free, blocking write/read, copy on the queue
  * program.c  programs built from the embedded cl/ sources with -D options,
- *            binaries cached on disk, kernels cached per device
+ *            binaries cached on disk, kernels cached per device; offline
+ *            binaries (SEQMIX_CL_BINARY_DIR) and seqmix_compile_binaries, which
+ *            asks each op file for its variants (sm_cl_*_variants)
  * conv1d.c   SM_OP_CONV1D_CAUSAL (cl/conv1d.cl)
  * attention.c SM_OP_ATTENTION, SM_OP_ATTENTION_MERGE (cl/attention.cl)
  * ssm.c      SM_OP_SELECTIVE_SCAN, SM_OP_SSD, SM_OP_LINEAR_ATTENTION (cl/ssm.cl)
@@ -71,6 +73,11 @@ struct sm_device {
   seqmix_device_info info;
   sm_cl_caps caps;
   char cache_dir[1024];
+  /* Offline binaries: kernels come only from binary_dir when the device has no
+   * online compiler (or SEQMIX_CL_FORBID_COMPILE is set) or SEQMIX_CL_BINARY_DIR
+   * is set; binary_dir "" then means nothing can be loaded (ops fall back). */
+  bool binary_only;
+  char binary_dir[1024];
   sm_cl_program **programs; /* built variants; pointers stay valid while the array grows */
   size_t program_count, program_capacity;
   sm_buffer *dummy; /* bound where an optional tensor is absent; made on first use */
@@ -100,12 +107,45 @@ seqmix_status sm_cl_dummy_buffer(sm_device *dev, cl_mem *out);
 
 /* ---- Programs and kernels (program.c) -------------------------------------- */
 
+/* Whether the device can get kernels at all: a compiler, or a binary directory.
+ * Every op's supports() asks this first. */
+static inline bool sm_cl_can_build(const sm_device *dev) {
+  return dev->binary_only ? dev->binary_dir[0] != '\0' : dev->caps.online_compiler;
+}
+
 /* The kernel `kernel_name` of the embedded source `source_name` built with
  * `options`; built (or loaded from the binary cache) on first use, then kept
  * until the device closes. The source is cl/common.h followed by the file. */
 seqmix_status sm_cl_kernel_get(sm_device *dev, const char *source_name, const char *options,
                                const char *kernel_name, const sm_cl_kernel **out);
 void sm_cl_programs_release(sm_device *dev);
+
+/* ---- Offline binaries (program.c; each op file walks its own variants) ---- */
+
+/* The sizes seqmix_compile_binaries enumerates for shape-dependent options,
+ * and where each variant goes. */
+typedef struct sm_cl_variant_sink sm_cl_variant_sink;
+const seqmix_compile_options *sm_cl_sink_options(const sm_cl_variant_sink *sink);
+/* Builds (or, in a dry run, names) the variant `options` of `source_name` once,
+ * however often it is emitted, and returns the work-group limit of its kernel
+ * `kernel_name` (SIZE_MAX in a dry run, for a variant not built, or for kernel
+ * NULL), so walkers can follow an op's shrink-and-rebuild loop. */
+size_t sm_cl_emit(sm_cl_variant_sink *sink, const char *source_name, const char *options,
+                  const char *kernel_name);
+/* The activation dtypes the sink wants, in order; returns the count (<= 3). */
+int sm_cl_sink_dtypes(const sm_cl_variant_sink *sink, seqmix_dtype out[3]);
+/* A placeholder buffer for the representative ops walkers describe: marks a
+ * tensor present; never dereferenced by option code. */
+extern sm_buffer sm_cl_present;
+
+void sm_cl_conv1d_variants(sm_device *dev, sm_cl_variant_sink *sink);
+void sm_cl_attention_variants(sm_device *dev, sm_cl_variant_sink *sink);
+void sm_cl_ssm_variants(sm_device *dev, sm_cl_variant_sink *sink);
+void sm_cl_conv2d_variants(sm_device *dev, sm_cl_variant_sink *sink);
+void sm_cl_long_conv_variants(sm_device *dev, sm_cl_variant_sink *sink);
+seqmix_status sm_cl_compile_binaries(sm_device *dev, const char *dir,
+                                     const seqmix_compile_options *options,
+                                     seqmix_compile_summary *summary);
 
 /* Kernel arguments set in order; the first failure is kept in err, so a
  * launch sets them all and checks once. */

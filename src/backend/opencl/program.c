@@ -11,6 +11,19 @@
  * the platform, the source text and the options. The payload starts with that
  * key in full, so a hash collision or a foreign file reads as a miss; a binary
  * the driver refuses is rebuilt from source and the entry rewritten.
+ *
+ * Offline binaries (DESIGN.md section 7): in binary-only mode (no online
+ * compiler, SEQMIX_CL_FORBID_COMPILE, or SEQMIX_CL_BINARY_DIR set) a program
+ * comes only from binary_dir, from the file "<stem>-<hash>.clbin" named by
+ * the source text and the options (so a binary of other kernel sources is
+ * simply missing). It is a cache-format file (magic, size, checksum) whose
+ * payload is a key naming the device (name, vendor, platform, OpenCL version),
+ * the source and the options, then the driver's binary. A missing, damaged or
+ * foreign file is an error naming the file and the variant; nothing falls
+ * back to the compiler. seqmix_compile_binaries writes these files: each op
+ * file walks the variants its launches can compose (sm_cl_*_variants, with
+ * the same option functions) and emits them here, where duplicates are
+ * dropped and each is built from source once.
  */
 #include "backend/opencl/opencl.h"
 
@@ -158,8 +171,9 @@ static seqmix_status build_from_source(sm_device *dev, const char *source_name, 
   *out = NULL;
   if (!dev->caps.online_compiler)
     return sm_fail(SEQMIX_ERROR_UNSUPPORTED,
-                   "opencl backend: %s has no online compiler and no cached binary of %s",
-                   dev->info.name, source_name);
+                   "opencl backend: %s cannot compile %s with \"%s\": it has no online compiler "
+                   "(or SEQMIX_CL_FORBID_COMPILE is set)",
+                   dev->info.name, source_name, options);
   cl_int err = CL_SUCCESS;
   cl_program program = clCreateProgramWithSource(dev->context, 1, &source, NULL, &err);
   if (!program || err != CL_SUCCESS) {
@@ -176,10 +190,126 @@ static seqmix_status build_from_source(sm_device *dev, const char *source_name, 
                    sm_cl_error_name(err), (int)err, source_name, options, dev->info.name,
                    log[0] ? log : "(no build log)");
   }
-  sm_log(SEQMIX_LOG_DEBUG, "opencl backend: built %s [%s] in %.0f ms", source_name, options,
-         now_ms() - start);
+  sm_log(SEQMIX_LOG_DEBUG, "opencl backend: program %s [%s] built from source in %.0f ms",
+         source_name, options, now_ms() - start);
   *out = program;
   return SEQMIX_OK;
+}
+
+/* ---- Offline binaries ------------------------------------------------------------ */
+
+/* "attention-0123456789abcdef.clbin": the source's stem and a hash of its text
+ * and the options. */
+static void offline_file_name(const char *source_name, const char *source, const char *options,
+                              char *name, size_t size) {
+  const uint64_t h = sm_hash64(options, strlen(options), sm_hash64(source, strlen(source), 0));
+  const char *dot = strchr(source_name, '.');
+  const int stem = dot ? (int)(dot - source_name) : (int)strlen(source_name);
+  snprintf(name, size, "%.*s-%016llx.clbin", stem, source_name, (unsigned long long)h);
+}
+
+/* The payload's leading key (malloc'ed): device, source and options. The
+ * driver version is left out: the driver itself refuses a binary it cannot run. */
+static char *offline_key(const sm_device *dev, const char *source_name, const char *source,
+                         const char *options) {
+  char *version = device_text(dev->device, CL_DEVICE_VERSION);
+  if (!version) return NULL;
+  const char *fmt = "seqmix opencl offline binary 1\ndevice %s\nvendor %s\nplatform %s\n"
+                    "version %s\nsource %s %016llx\noptions %s\n";
+  size_t size = strlen(fmt) + strlen(dev->info.name) + strlen(dev->info.vendor) +
+                strlen(dev->caps.platform_name) + strlen(version) + strlen(source_name) + 16 +
+                strlen(options) + 1;
+  char *key = malloc(size);
+  if (key)
+    snprintf(key, size, fmt, dev->info.name, dev->info.vendor, dev->caps.platform_name, version,
+             source_name, (unsigned long long)sm_hash64(source, strlen(source), 0), options);
+  free(version);
+  return key;
+}
+
+/* The first line of a key that differs from `want` (for messages), in `out`. */
+static void first_difference(const char *have, size_t have_size, const char *want, char *out,
+                             size_t size) {
+  size_t i = 0;
+  while (i < have_size && want[i] && have[i] == want[i])
+    ++i;
+  while (i > 0 && want[i - 1] != '\n')
+    --i;
+  size_t n = 0;
+  while (i + n < have_size && have[i + n] != '\n' && have[i + n] != '\0' && n + 1 < size)
+    ++n;
+  snprintf(out, size, "%.*s", (int)n, have + i);
+}
+
+static seqmix_status load_offline(sm_device *dev, const char *source_name, const char *source,
+                                  const char *options, cl_program *out) {
+  char file[96], found[256];
+  void *payload = NULL;
+  size_t size = 0;
+  cl_program program = NULL;
+  seqmix_status st = SEQMIX_OK;
+  *out = NULL;
+  offline_file_name(source_name, source, options, file, sizeof file);
+  if (!dev->binary_dir[0])
+    return sm_fail(SEQMIX_ERROR_UNSUPPORTED,
+                   "opencl backend: %s has no online compiler and SEQMIX_CL_BINARY_DIR is not "
+                   "set: no binary %s for %s with \"%s\"",
+                   dev->info.name, file, source_name, options);
+  char *key = offline_key(dev, source_name, source, options);
+  if (!key) return sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "opencl backend: out of host memory");
+  switch (sm_cache_read(dev->binary_dir, file, &payload, &size)) {
+  case SM_CACHE_MISSING:
+    st = sm_fail(SEQMIX_ERROR_IO,
+                 "opencl backend: offline binary %s/%s is missing (variant %s with \"%s\"); "
+                 "write it with `seqmix compile --device %s --out DIR` on a device with a "
+                 "compiler",
+                 dev->binary_dir, file, source_name, options, dev->info.id);
+    goto done;
+  case SM_CACHE_DAMAGED:
+    st = sm_fail(SEQMIX_ERROR_IO,
+                 "opencl backend: offline binary %s/%s is damaged (bad header, size or checksum; "
+                 "variant %s with \"%s\")",
+                 dev->binary_dir, file, source_name, options);
+    goto done;
+  case SM_CACHE_OK: break;
+  }
+  const size_t key_size = strlen(key) + 1;
+  if (size <= key_size || memcmp(payload, key, key_size) != 0) {
+    first_difference(payload, size, key, found, sizeof found);
+    st = sm_fail(SEQMIX_ERROR_IO,
+                 "opencl backend: offline binary %s/%s is not for this device and variant (%s "
+                 "with \"%s\" on %s); the file says \"%s\"",
+                 dev->binary_dir, file, source_name, options, dev->info.name, found);
+    goto done;
+  }
+  const unsigned char *binary = (const unsigned char *)payload + key_size;
+  size_t binary_size = size - key_size;
+  cl_int binary_status = CL_SUCCESS, err = CL_SUCCESS;
+  program = clCreateProgramWithBinary(dev->context, 1, &dev->device, &binary_size, &binary,
+                                      &binary_status, &err);
+  if (!program || err != CL_SUCCESS || binary_status != CL_SUCCESS) {
+    err = err != CL_SUCCESS ? err : binary_status != CL_SUCCESS ? binary_status : CL_INVALID_BINARY;
+    st = sm_fail(SEQMIX_ERROR_BACKEND,
+                 "clCreateProgramWithBinary: %s (%d) for offline binary %s/%s (%s with \"%s\")",
+                 sm_cl_error_name(err), (int)err, dev->binary_dir, file, source_name, options);
+    goto done;
+  }
+  err = clBuildProgram(program, 1, &dev->device, options, NULL, NULL);
+  if (err != CL_SUCCESS) {
+    st = sm_fail(SEQMIX_ERROR_BACKEND,
+                 "clBuildProgram: %s (%d) for offline binary %s/%s (%s with \"%s\")",
+                 sm_cl_error_name(err), (int)err, dev->binary_dir, file, source_name, options);
+    goto done;
+  }
+  sm_log(SEQMIX_LOG_DEBUG, "opencl backend: program %s [%s] loaded from offline binary %s",
+         source_name, options, file);
+  *out = program;
+  program = NULL;
+done:
+  if (program) clReleaseProgram(program);
+  free(payload);
+  free(key);
+  return st;
 }
 
 static seqmix_status build_program(sm_device *dev, const char *source_name, const char *options,
@@ -189,12 +319,20 @@ static seqmix_status build_program(sm_device *dev, const char *source_name, cons
   *out = NULL;
   seqmix_status st = compose_source(source_name, &source);
   if (st) return st;
+  if (dev->binary_only) {
+    st = load_offline(dev, source_name, source, options, out);
+    goto done;
+  }
   key = cache_key(dev, source, options, file_name, sizeof file_name);
   if (!key) {
     st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "opencl backend: out of host memory");
     goto done;
   }
-  if (load_cached(dev, key, file_name, options, out)) goto done;
+  if (load_cached(dev, key, file_name, options, out)) {
+    sm_log(SEQMIX_LOG_DEBUG, "opencl backend: program %s [%s] loaded from the cache", source_name,
+           options);
+    goto done;
+  }
   st = build_from_source(dev, source_name, source, options, out);
   if (!st) store_cached(dev, key, file_name, *out);
 done:
@@ -315,4 +453,220 @@ seqmix_status sm_cl_enqueue(sm_device *dev, const sm_cl_kernel *kernel, cl_uint 
   char call[128];
   snprintf(call, sizeof call, "clEnqueueNDRangeKernel(%s)", kernel->name);
   return sm_cl_fail(call, err);
+}
+
+/* ---- seqmix_compile_binaries --------------------------------------------------- */
+
+sm_buffer sm_cl_present;
+
+enum { SINK_SOURCES = 8 };
+
+/* Variants already emitted: an open-addressing table of file-name hashes
+ * (never 0) with the work-group limit each variant's kernel reported. */
+struct sm_cl_variant_sink {
+  sm_device *dev;
+  const char *dir;
+  const seqmix_compile_options *options;
+  seqmix_compile_summary *summary;
+  seqmix_status first_error;
+  char first_message[1024];
+  struct {
+    const char *name;
+    char *text;
+  } sources[SINK_SOURCES]; /* composed sources, by name */
+  uint64_t *keys;
+  size_t *limits;
+  size_t capacity, count;
+  bool out_of_memory;
+};
+
+const seqmix_compile_options *sm_cl_sink_options(const sm_cl_variant_sink *sink) {
+  return sink->options;
+}
+
+int sm_cl_sink_dtypes(const sm_cl_variant_sink *sink, seqmix_dtype out[3]) {
+  static const seqmix_dtype all[] = {SEQMIX_F32, SEQMIX_F16, SEQMIX_BF16};
+  int n = 0;
+  for (int i = 0; i < 3; ++i)
+    if (sink->options->dtypes & (1u << all[i])) out[n++] = all[i];
+  return n;
+}
+
+/* The slot of `key`: where it is, or the empty slot where it goes. */
+static size_t sink_slot(const sm_cl_variant_sink *sink, uint64_t key) {
+  size_t i = (size_t)key & (sink->capacity - 1);
+  while (sink->keys[i] && sink->keys[i] != key)
+    i = (i + 1) & (sink->capacity - 1);
+  return i;
+}
+
+static bool sink_grow(sm_cl_variant_sink *sink) {
+  const size_t capacity = sink->capacity ? 2 * sink->capacity : 1024;
+  uint64_t *keys = calloc(capacity, sizeof *keys);
+  size_t *limits = calloc(capacity, sizeof *limits);
+  if (!keys || !limits) {
+    free(keys);
+    free(limits);
+    return false;
+  }
+  uint64_t *old_keys = sink->keys;
+  size_t *old_limits = sink->limits, old_capacity = sink->capacity;
+  sink->keys = keys, sink->limits = limits, sink->capacity = capacity;
+  for (size_t i = 0; i < old_capacity; ++i)
+    if (old_keys[i]) {
+      const size_t slot = sink_slot(sink, old_keys[i]);
+      sink->keys[slot] = old_keys[i];
+      sink->limits[slot] = old_limits[i];
+    }
+  free(old_keys);
+  free(old_limits);
+  return true;
+}
+
+static const char *sink_source(sm_cl_variant_sink *sink, const char *source_name) {
+  for (int i = 0; i < SINK_SOURCES && sink->sources[i].name; ++i)
+    if (!strcmp(sink->sources[i].name, source_name)) return sink->sources[i].text;
+  for (int i = 0; i < SINK_SOURCES; ++i)
+    if (!sink->sources[i].name) {
+      char *text = NULL;
+      if (compose_source(source_name, &text)) return NULL;
+      sink->sources[i].name = source_name;
+      sink->sources[i].text = text;
+      return text;
+    }
+  sm_fail(SEQMIX_ERROR_BACKEND, "opencl backend: more than %d kernel sources", SINK_SOURCES);
+  return NULL;
+}
+
+static void sink_failed(sm_cl_variant_sink *sink, seqmix_status st) {
+  sink->summary->failed++;
+  if (!sink->first_error) {
+    sink->first_error = st;
+    snprintf(sink->first_message, sizeof sink->first_message, "%s", seqmix_last_error());
+  }
+}
+
+/* Builds the variant from source, writes its file; the kernel's work-group
+ * limit through *limit. */
+static seqmix_status write_variant(sm_cl_variant_sink *sink, const char *source_name,
+                                   const char *source, const char *options, const char *file,
+                                   const char *kernel_name, size_t *limit) {
+  sm_device *dev = sink->dev;
+  cl_program program = NULL;
+  unsigned char *payload = NULL;
+  char *key = NULL;
+  seqmix_status st = build_from_source(dev, source_name, source, options, &program);
+  if (st) return st;
+  size_t binary_size = 0;
+  cl_int err = clGetProgramInfo(program, CL_PROGRAM_BINARY_SIZES, sizeof binary_size,
+                                &binary_size, NULL);
+  if (err != CL_SUCCESS || binary_size == 0) {
+    st = err != CL_SUCCESS ? sm_cl_fail("clGetProgramInfo(CL_PROGRAM_BINARY_SIZES)", err)
+                           : sm_fail(SEQMIX_ERROR_UNSUPPORTED,
+                                     "opencl backend: %s offers no program binary for %s",
+                                     dev->info.name, source_name);
+    goto done;
+  }
+  key = offline_key(dev, source_name, source, options);
+  const size_t key_size = key ? strlen(key) + 1 : 0;
+  payload = key ? malloc(key_size + binary_size) : NULL;
+  if (!payload) {
+    st = sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "opencl backend: out of host memory");
+    goto done;
+  }
+  memcpy(payload, key, key_size);
+  unsigned char *binaries[1] = {payload + key_size};
+  if ((err = clGetProgramInfo(program, CL_PROGRAM_BINARIES, sizeof binaries, binaries, NULL)) !=
+      CL_SUCCESS) {
+    st = sm_cl_fail("clGetProgramInfo(CL_PROGRAM_BINARIES)", err);
+    goto done;
+  }
+  if (!sm_cache_store(sink->dir, file, payload, key_size + binary_size)) {
+    st = sm_fail(SEQMIX_ERROR_IO, "seqmix_compile_binaries: cannot write %s/%s", sink->dir, file);
+    goto done;
+  }
+  sink->summary->written++;
+  *limit = SIZE_MAX;
+  if (kernel_name) {
+    cl_kernel kernel = clCreateKernel(program, kernel_name, &err);
+    size_t wg = 0;
+    if (!kernel || err != CL_SUCCESS) {
+      st = sm_cl_fail("clCreateKernel", err != CL_SUCCESS ? err : CL_INVALID_KERNEL);
+    } else if (clGetKernelWorkGroupInfo(kernel, dev->device, CL_KERNEL_WORK_GROUP_SIZE, sizeof wg,
+                                        &wg, NULL) == CL_SUCCESS &&
+               wg > 0) {
+      *limit = wg;
+    }
+    if (kernel) clReleaseKernel(kernel);
+  }
+done:
+  free(payload);
+  free(key);
+  clReleaseProgram(program);
+  return st;
+}
+
+size_t sm_cl_emit(sm_cl_variant_sink *sink, const char *source_name, const char *options,
+                  const char *kernel_name) {
+  const seqmix_compile_options *o = sink->options;
+  if (sink->out_of_memory) return SIZE_MAX;
+  const char *source = sink_source(sink, source_name);
+  if (!source) {
+    sink_failed(sink, SEQMIX_ERROR_BACKEND);
+    return SIZE_MAX;
+  }
+  char file[96];
+  offline_file_name(source_name, source, options, file, sizeof file);
+  uint64_t key = sm_hash64(file, strlen(file), 0);
+  key = key ? key : 1;
+  if (2 * (sink->count + 1) > sink->capacity && !sink_grow(sink)) {
+    sink->out_of_memory = true;
+    sink_failed(sink, sm_fail(SEQMIX_ERROR_OUT_OF_MEMORY, "opencl backend: out of host memory"));
+    return SIZE_MAX;
+  }
+  size_t slot = sink_slot(sink, key);
+  if (sink->keys[slot]) return sink->limits[slot];
+  size_t limit = SIZE_MAX;
+  seqmix_status st = SEQMIX_OK;
+  sink->summary->variants++;
+  if (o->want && !o->want(o->user, source_name, options)) {
+    sink->summary->skipped++;
+  } else if (!o->dry_run) {
+    st = write_variant(sink, source_name, source, options, file, kernel_name, &limit);
+    if (st) sink_failed(sink, st);
+  }
+  sink->keys[slot] = key;
+  sink->limits[slot] = limit;
+  sink->count++;
+  if (o->on_variant) o->on_variant(o->user, file, source_name, options, st);
+  return limit;
+}
+
+seqmix_status sm_cl_compile_binaries(sm_device *dev, const char *dir,
+                                     const seqmix_compile_options *options,
+                                     seqmix_compile_summary *summary) {
+  if (!dev->caps.online_compiler && !options->dry_run)
+    return sm_fail(SEQMIX_ERROR_UNSUPPORTED,
+                   "seqmix_compile_binaries: %s (%s) cannot compile: it has no online compiler "
+                   "(or SEQMIX_CL_FORBID_COMPILE is set); build the binaries on a device of the "
+                   "same model that has one",
+                   dev->info.id, dev->info.name);
+  sm_cl_variant_sink sink = {.dev = dev, .dir = dir, .options = options, .summary = summary};
+  const double start = now_ms();
+  sm_cl_conv1d_variants(dev, &sink);
+  sm_cl_attention_variants(dev, &sink);
+  sm_cl_ssm_variants(dev, &sink);
+  sm_cl_conv2d_variants(dev, &sink);
+  sm_cl_long_conv_variants(dev, &sink);
+  for (int i = 0; i < SINK_SOURCES; ++i)
+    free(sink.sources[i].text);
+  free(sink.keys);
+  free(sink.limits);
+  sm_log(SEQMIX_LOG_INFO, "opencl backend: %zu variants for %s (%zu written, %zu skipped, %zu failed) in %.1f s",
+         summary->variants, dev->info.name, summary->written, summary->skipped, summary->failed,
+         (now_ms() - start) / 1e3);
+  if (sink.first_error)
+    return sm_fail(sink.first_error, "seqmix_compile_binaries: %zu of %zu variants failed; the first: %s",
+                   summary->failed, summary->variants, sink.first_message);
+  return SEQMIX_OK;
 }

@@ -459,7 +459,7 @@ static seqmix_status chunk_launch(sm_device *dev, const sm_op *op) {
 /* ==== Entry points ========================================================= */
 
 bool sm_cl_ssm_supports(sm_device *dev, const sm_op *op) {
-  if (!dev->caps.online_compiler) return false; /* no offline binaries yet */
+  if (!sm_cl_can_build(dev)) return false; /* no compiler and no binary directory */
   switch (op->kind) {
   case SM_OP_SELECTIVE_SCAN: return scan_supports(dev, op);
   case SM_OP_SSD:
@@ -474,4 +474,120 @@ seqmix_status sm_cl_ssm_launch(sm_device *dev, const sm_op *op) {
   /* Absent tensors bind a placeholder buffer: make it before any argument. */
   if ((st = sm_cl_dummy_buffer(dev, &placeholder))) return st;
   return op->kind == SM_OP_SELECTIVE_SCAN ? scan_launch(dev, op) : chunk_launch(dev, op);
+}
+
+/* ==== Offline variants ====================================================== */
+
+/* The selective-scan variants: per dtype and state size of the sink, every
+ * vector width the channels of a group can give, every optional input and
+ * flag, following scan_launch's shrink loop. */
+static void scan_variants(sm_device *dev, sm_cl_variant_sink *sink, seqmix_dtype act) {
+  const seqmix_compile_options *o = sm_cl_sink_options(sink);
+  const ssm_tuning *tu = pick_tuning(dev);
+  char options[256];
+  for (int s = 0; s < o->state_size_count; ++s) {
+    if (o->state_sizes[s] > SCAN_MAX_STATE) continue;
+    for (int per_group = 1; per_group <= tu->vector_width; per_group *= 2)
+      for (int skip = 0; skip < 3; ++skip) /* absent, f32, the activations' dtype */
+        for (int bias = 0; bias < 3; ++bias)
+          for (int flags = 0; flags < 8; ++flags) {
+            sm_op op;
+            memset(&op, 0, sizeof op);
+            op.kind = SM_OP_SELECTIVE_SCAN;
+            sm_scan_desc *d = &op.u.scan;
+            d->channels = per_group, d->groups = 1, d->state_size = o->state_sizes[s];
+            d->delta_softplus = flags & 4;
+            op.tensors[SM_SCAN_U].dtype = act;
+            op.tensors[SM_SCAN_D_SKIP].buffer = skip ? &sm_cl_present : NULL;
+            op.tensors[SM_SCAN_D_SKIP].dtype = skip == 2 ? act : SEQMIX_F32;
+            op.tensors[SM_SCAN_DELTA_BIAS].buffer = bias ? &sm_cl_present : NULL;
+            op.tensors[SM_SCAN_DELTA_BIAS].dtype = bias == 2 ? act : SEQMIX_F32;
+            op.tensors[SM_SCAN_Z].buffer = flags & 1 ? &sm_cl_present : NULL;
+            op.tensors[SM_SCAN_STATE].buffer = flags & 2 ? &sm_cl_present : NULL;
+            scan_plan p = plan_scan(dev, d, SIZE_MAX);
+            for (;;) {
+              scan_options(&op, &p, options, sizeof options);
+              const size_t limit = sm_cl_emit(sink, "ssm.cl", options, "selective_scan");
+              if ((size_t)p.workgroup <= limit || p.workgroup == 1) break;
+              p = plan_scan(dev, d, limit < (size_t)p.workgroup ? limit : (size_t)p.workgroup / 2);
+            }
+          }
+  }
+}
+
+/* One job's variants: the recurrent kernel (a call of one token) and the
+ * chunked one (one token past the recurrent limit) for each chunk hint,
+ * following chunk_launch's shrink loop. */
+static void job_variants(sm_device *dev, sm_cl_variant_sink *sink, chunk_job *j) {
+  const seqmix_compile_options *o = sm_cl_sink_options(sink);
+  const ssm_tuning *tu = pick_tuning(dev);
+  char options[320];
+  for (int recurrent = 1; recurrent >= 0; --recurrent)
+    for (int h = -1; h < (recurrent ? 0 : o->chunk_size_count); ++h) {
+      j->tokens = recurrent ? 1 : tu->recurrent_tokens + 1;
+      j->chunk_hint = h < 0 ? 0 : o->chunk_sizes[h];
+      chunk_plan p;
+      if (!plan_chunk(dev, j, SIZE_MAX, &p)) continue;
+      for (;;) {
+        chunk_options(j, &p, options, sizeof options);
+        const size_t limit =
+            sm_cl_emit(sink, "ssm.cl", options, p.recurrent ? "recurrent_scan" : "chunk_scan");
+        if ((size_t)p.workgroup <= limit || p.workgroup == 1) break;
+        const size_t cap = limit < (size_t)p.workgroup ? limit : (size_t)p.workgroup / 2;
+        if (!plan_chunk(dev, j, cap, &p)) break;
+      }
+    }
+}
+
+/* SSD (N from the sink's state sizes, P from its head dims) and linear
+ * attention (Dk = Dv from the head dims) with every decay kind, optional
+ * input and flag. */
+static void chunk_variants(sm_device *dev, sm_cl_variant_sink *sink, seqmix_dtype act) {
+  const seqmix_compile_options *o = sm_cl_sink_options(sink);
+  sm_tensor_ref q = {.dtype = act}, state = {0}, skip = {0}, bias = {0}, z = {0}, none = {0};
+  for (int hd = 0; hd < o->head_dim_count; ++hd) {
+    for (int s = 0; s < o->state_size_count; ++s)
+      for (int kinds = 0; kinds < 3 * 3; ++kinds) { /* absent, f32, the activations' dtype */
+        const int skip_kind = kinds / 3, bias_kind = kinds % 3;
+        chunk_job j;
+        memset(&j, 0, sizeof j);
+        j.ssd = true, j.decay = DECAY_TOKEN, j.head_div = 1, j.batch = 1, j.heads = 1;
+        j.key_dim = o->state_sizes[s], j.value_dim = o->head_dims[hd], j.scale = 1.0f;
+        if (j.key_dim > CHUNK_MAX_KEY_DIM) continue;
+        skip = (sm_tensor_ref){.buffer = skip_kind ? &sm_cl_present : NULL,
+                               .dtype = skip_kind == 2 ? act : SEQMIX_F32};
+        bias = (sm_tensor_ref){.buffer = bias_kind ? &sm_cl_present : NULL,
+                               .dtype = bias_kind == 2 ? act : SEQMIX_F32};
+        j.q = j.k = j.v = j.g = j.out = &q;
+        j.a = &none, j.skip = &skip, j.bias = &bias, j.z = &z;
+        for (int rest = 0; rest < 8; ++rest) {
+          z.buffer = rest & 1 ? &sm_cl_present : NULL;
+          state.buffer = rest & 2 ? &sm_cl_present : NULL;
+          j.softplus = rest & 4;
+          j.state = &state;
+          job_variants(dev, sink, &j);
+        }
+      }
+    for (int decay = DECAY_NONE; decay <= DECAY_VECTOR; ++decay)
+      for (int has_state = 0; has_state < 2; ++has_state) {
+        chunk_job j;
+        memset(&j, 0, sizeof j);
+        j.decay = decay, j.head_div = 1, j.batch = 1, j.heads = 1;
+        j.key_dim = j.value_dim = o->head_dims[hd], j.scale = 1.0f;
+        if (j.key_dim > CHUNK_MAX_KEY_DIM) continue;
+        state.buffer = has_state ? &sm_cl_present : NULL;
+        j.q = j.k = j.v = j.g = j.out = &q;
+        j.state = &state;
+        job_variants(dev, sink, &j);
+      }
+  }
+}
+
+void sm_cl_ssm_variants(sm_device *dev, sm_cl_variant_sink *sink) {
+  seqmix_dtype acts[3];
+  const int act_count = sm_cl_sink_dtypes(sink, acts);
+  for (int a = 0; a < act_count; ++a) {
+    scan_variants(dev, sink, acts[a]);
+    chunk_variants(dev, sink, acts[a]);
+  }
 }

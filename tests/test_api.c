@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -259,6 +260,79 @@ START_TEST(destroying_a_context_frees_its_tensors) {
 }
 END_TEST
 
+/* A context on `device` with its cache in `dir`. */
+static seqmix_context *context_in(const char *device, const char *dir) {
+  seqmix_context_options o = {.device = device, .cache_dir = dir};
+  seqmix_context *ctx = NULL;
+  th_ok(seqmix_context_create(&o, &ctx));
+  return ctx;
+}
+
+static int64_t knob_value(seqmix_context *ctx, const char *name) {
+  int count;
+  th_ok(seqmix_tuning_count(ctx, &count));
+  for (int k = 0; k < count; ++k) {
+    seqmix_tuning_knob kb;
+    th_ok(seqmix_tuning_get(ctx, k, &kb));
+    if (!strcmp(kb.name, name)) return kb.value;
+  }
+  ck_abort_msg("no knob %s", name);
+  return -1;
+}
+
+/* Knobs: bad names and values are refused by name; winners saved on a device
+ * come back in the next context on it, whatever else lies in the directory; a
+ * foreign or damaged file and an unwritable directory only cost speed. */
+START_TEST(tuning_winners_round_trip_and_bad_input_is_refused) {
+  char dir[] = "/tmp/seqmix-tuning-test-XXXXXX";
+  ck_assert_ptr_nonnull(mkdtemp(dir));
+  const char *id = th_device_id(_i);
+  seqmix_context *ctx = context_in(id, dir);
+  int count;
+  th_ok(seqmix_tuning_count(ctx, &count));
+  th_fails(seqmix_tuning_count(NULL, &count), INVALID, "ctx");
+  th_fails(seqmix_tuning_get(ctx, count, &(seqmix_tuning_knob){0}), INVALID, "index");
+  th_fails(seqmix_tuning_set(ctx, "no.such.knob", 1), INVALID, "no.such.knob");
+  th_fails(seqmix_tuning_set(ctx, NULL, 1), INVALID, "name");
+  /* Every device has the long convolution's crossover. */
+  th_fails(seqmix_tuning_set(ctx, "longconv.crossover", 37), INVALID, "must be one of");
+  /* Another knob too, when the device has one. */
+  seqmix_tuning_knob first;
+  th_ok(seqmix_tuning_get(ctx, 0, &first));
+  ck_assert_int_eq(first.candidates[0], 0);
+  ck_assert_int_ge(first.candidate_count, 2);
+  const bool other = strcmp(first.name, "longconv.crossover") != 0;
+  if (other) th_ok(seqmix_tuning_set(ctx, first.name, first.candidates[1]));
+  th_ok(seqmix_tuning_set(ctx, "longconv.crossover", 400));
+  th_ok(seqmix_tuning_save(ctx));
+  seqmix_context_destroy(ctx);
+
+  ctx = context_in(id, dir);
+  ck_assert_int_eq(knob_value(ctx, "longconv.crossover"), 400);
+  if (other) ck_assert_int_eq(knob_value(ctx, first.name), first.candidates[1]);
+  assert_still_usable(ctx);
+  seqmix_context_destroy(ctx);
+
+  /* Damage every tuning entry: the next context starts from the heuristics. */
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "for f in %s/tuning-*; do printf 'junk' > \"$f\"; done", dir);
+  ck_assert_int_eq(system(cmd), 0);
+  ctx = context_in(id, dir);
+  ck_assert_int_eq(knob_value(ctx, "longconv.crossover"), 0);
+  assert_still_usable(ctx);
+  seqmix_context_destroy(ctx);
+
+  /* A directory that cannot be written: saving says so, nothing else breaks. */
+  ctx = context_in(id, "/proc/seqmix-cannot-write-here");
+  th_ok(seqmix_tuning_set(ctx, "longconv.crossover", 50));
+  th_fails(seqmix_tuning_save(ctx), SEQMIX_ERROR_IO, "cannot store");
+  assert_still_usable(ctx);
+  seqmix_context_destroy(ctx);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("api");
   TCase *host = tcase_create("host");
@@ -273,6 +347,7 @@ int main(void) {
   tcase_add_loop_test(dev, views_read_and_write_only_their_elements, 0, n);
   tcase_add_loop_test(dev, conv1d_bad_arguments_name_the_argument, 0, n);
   tcase_add_loop_test(dev, destroying_a_context_frees_its_tensors, 0, n);
+  tcase_add_loop_test(dev, tuning_winners_round_trip_and_bad_input_is_refused, 0, n);
   suite_add_tcase(s, dev);
   return th_run_suite(s);
 }

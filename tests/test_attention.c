@@ -375,6 +375,31 @@ START_TEST(attention_key_parallel_kernel_for_few_rows) {
 }
 END_TEST
 
+/* Every candidate of every tuning knob that times attention gives the
+ * reference's answer: tuning may only change speed. */
+START_TEST(attention_every_tuning_candidate_matches_reference) {
+  seqmix_context *ctx = th_context(_i);
+  int knobs;
+  th_ok(seqmix_tuning_count(ctx, &knobs));
+  for (int k = 0; k < knobs; ++k) {
+    seqmix_tuning_knob kb;
+    th_ok(seqmix_tuning_get(ctx, k, &kb));
+    if (!strstr(kb.op, "attention")) continue;
+    for (int v = 0; v < kb.candidate_count; ++v) {
+      th_ok(seqmix_tuning_set(ctx, kb.name, kb.candidates[v]));
+      attn_case decode = CASE(.B = 2, .Lq = 1, .Lk = 700, .Hq = 8, .Hk = 2, .D = 64, .Dv = 64,
+                              .causal = true, .with_lse = true);
+      attn_case prefill = CASE(.B = 1, .Lq = 300, .Lk = 300, .Hq = 4, .Hk = 2, .D = 32, .Dv = 32,
+                               .causal = true, .with_lse = true);
+      check_attention(ctx, _i, decode, 500 + (uint64_t)(k * 10 + v));
+      check_attention(ctx, _i, prefill, 600 + (uint64_t)(k * 10 + v));
+    }
+    th_ok(seqmix_tuning_set(ctx, kb.name, 0));
+  }
+  th_context_done(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("attention");
   TCase *tc = tcase_create("every device");
@@ -391,6 +416,7 @@ int main(void) {
   tcase_add_loop_test(tc, attention_bad_arguments_name_the_argument, 0, n);
   tcase_add_loop_test(tc, attention_and_merge_run_on_the_device_not_the_fallback, 0, n);
   tcase_add_loop_test(tc, attention_key_parallel_kernel_for_few_rows, 0, n);
+  tcase_add_loop_test(tc, attention_every_tuning_candidate_matches_reference, 0, n);
   suite_add_tcase(s, tc);
   return th_run_suite(s);
 }

@@ -463,6 +463,27 @@ START_TEST(conv_mixers_refuse_bad_arguments_with_a_clear_message) {
 }
 END_TEST
 
+/* Every candidate of the long convolution's crossover knob gives the
+ * reference's answer with AUTO, whichever method it picks. */
+START_TEST(long_conv_every_tuning_candidate_matches_reference) {
+  seqmix_context *ctx = th_context(_i);
+  int knobs;
+  th_ok(seqmix_tuning_count(ctx, &knobs));
+  for (int k = 0; k < knobs; ++k) {
+    seqmix_tuning_knob kb;
+    th_ok(seqmix_tuning_get(ctx, k, &kb));
+    if (!strstr(kb.op, "longconv")) continue;
+    for (int v = 0; v < kb.candidate_count; ++v) {
+      th_ok(seqmix_tuning_set(ctx, kb.name, kb.candidates[v]));
+      lconv_case c = {1, 1000, 5, 300, SEQMIX_CONV_AUTO, true, false, SEQMIX_F32, SEQMIX_F32};
+      check_lconv(ctx, _i, c, 3000 + (uint64_t)v);
+    }
+    th_ok(seqmix_tuning_set(ctx, kb.name, 0));
+  }
+  th_context_done(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("convmix");
   TCase *tc = tcase_create("every device");
@@ -479,6 +500,7 @@ int main(void) {
   tcase_add_loop_test(tc, long_conv_filter_cache_follows_h_contents, 0, n);
   tcase_add_loop_test(tc, conv_mixers_run_on_the_device_not_the_fallback, 0, n);
   tcase_add_loop_test(tc, conv_mixers_refuse_bad_arguments_with_a_clear_message, 0, n);
+  tcase_add_loop_test(tc, long_conv_every_tuning_candidate_matches_reference, 0, n);
   suite_add_tcase(s, tc);
   return th_run_suite(s);
 }

@@ -531,6 +531,28 @@ START_TEST(bad_arguments_are_refused_with_a_clear_message) {
 }
 END_TEST
 
+/* Every candidate of the knobs that time SSD and linear attention gives the
+ * reference's answer (the chunk is a knob): tuning may only change speed. */
+START_TEST(every_tuning_candidate_matches_reference) {
+  seqmix_context *ctx = th_context(_i);
+  int knobs;
+  th_ok(seqmix_tuning_count(ctx, &knobs));
+  for (int k = 0; k < knobs; ++k) {
+    seqmix_tuning_knob kb;
+    th_ok(seqmix_tuning_get(ctx, k, &kb));
+    if (!strstr(kb.op, "ssd")) continue;
+    for (int v = 0; v < kb.candidate_count; ++v) {
+      th_ok(seqmix_tuning_set(ctx, kb.name, kb.candidates[v]));
+      check_case(ctx, _i, mk(OP_SSD, 1, 300, 4, 16, 32, 1, OPT_ALL, 0, 0), 700 + (uint64_t)v);
+      check_case(ctx, _i, mk(OP_LA, 1, 300, 2, 32, 16, 1, OPT_STATE, SEQMIX_DECAY_VECTOR, 0),
+                 800 + (uint64_t)v);
+    }
+    th_ok(seqmix_tuning_set(ctx, kb.name, 0));
+  }
+  th_context_done(ctx);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("ssm");
   TCase *tc = tcase_create("every device");
@@ -548,6 +570,7 @@ int main(void) {
   tcase_add_loop_test(tc, sequence_in_pieces_equals_one_call, 0, n);
   tcase_add_loop_test(tc, mixers_run_on_the_device_not_the_fallback, 0, n);
   tcase_add_loop_test(tc, bad_arguments_are_refused_with_a_clear_message, 0, n);
+  tcase_add_loop_test(tc, every_tuning_candidate_matches_reference, 0, n);
   suite_add_tcase(s, tc);
   return th_run_suite(s);
 }

@@ -221,6 +221,7 @@ typedef enum sm_knob_id {
   SM_KNOB_VK_CONV1D_TOKENS,    /* Vulkan conv1d: tokens per invocation */
   SM_KNOB_VK_ATTN_SPLIT_TARGET, /* Vulkan attention: work-groups to fill before splitting stops */
   SM_KNOB_VK_SSM_CHUNK,        /* Vulkan SSD / linear attention chunk */
+  SM_KNOB_CL_ATTN_GROUPS_PER_UNIT, /* OpenCL attention: key-split work-groups per compute unit */
   SM_KNOB_LONG_CONV_CROSSOVER, /* long conv AUTO: FFT when direct/FFT cost > value / 100 */
   SM_KNOB_COUNT
 } sm_knob_id;

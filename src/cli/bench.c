@@ -19,7 +19,7 @@ static int compare_double(const void *a, const void *b) {
 /* Median of per-call times (each call synchronised): warm-up first, then at
  * least 5 calls and about half a second; calls over a second (a direct long
  * convolution on a CPU device) get one warm-up and 3 timed calls. */
-static seqmix_status time_op(const cli_op *op, void *state, seqmix_context *ctx, double *ms) {
+seqmix_status cli_time_op(const cli_op *op, void *state, seqmix_context *ctx, double *ms) {
   seqmix_status st;
   double first = cli_now();
   if ((st = op->run(state)) || (st = seqmix_context_sync(ctx))) return st;
@@ -95,7 +95,7 @@ int cli_bench(int argc, char **argv) {
           double ms = 0, err = -1, flops, bytes;
           bool memory_bound;
           seqmix_status st = op->setup(ctx, cs, dtype, 12345u + (unsigned)c, &state);
-          if (!st) st = time_op(op, state, ctx, &ms);
+          if (!st) st = cli_time_op(op, state, ctx, &ms);
           if (!st) st = op->check(state, &err);
           op->teardown(state);
           if (st) {

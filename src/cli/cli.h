@@ -20,6 +20,8 @@ typedef struct cli_op {
   int verify_count;
   const cli_case *bench_cases;
   int bench_count;
+  const cli_case *tune_cases; /* what `seqmix tune` times; NULL: the bench cases */
+  int tune_count;
   /* Makes random inputs and outputs for a case on ctx. */
   seqmix_status (*setup)(seqmix_context *ctx, const cli_case *c, seqmix_dtype dtype,
                          unsigned long long seed, void **state);
@@ -68,5 +70,8 @@ int cli_verify(int argc, char **argv);
 int cli_bench(int argc, char **argv);
 int cli_demo(int argc, char **argv);    /* demo.c */
 int cli_compile(int argc, char **argv); /* compile.c */
+int cli_tune(int argc, char **argv);    /* tune.c */
+/* Median milliseconds of synchronised calls after a warm-up (bench.c). */
+seqmix_status cli_time_op(const cli_op *op, void *state, seqmix_context *ctx, double *ms);
 
 #endif

@@ -276,6 +276,12 @@ static const cli_case longconv_bench[] = {
     {"64k-fft", {1, 65536, 64, 65536}, CM_FFT},
     {"64k-direct", {1, 65536, 64, 65536}, CM_DIRECT},
 };
+/* AUTO around the crossover, for `seqmix tune` (longconv.crossover). */
+static const cli_case longconv_tune[] = {
+    {"4k-h64", {1, 4096, 768, 64}, 0},   {"4k-h128", {1, 4096, 768, 128}, 0},
+    {"4k-h256", {1, 4096, 768, 256}, 0}, {"4k-h512", {1, 4096, 768, 512}, 0},
+    {"4k-h1k", {1, 4096, 768, 1024}, 0},
+};
 static const cli_case pool_verify[] = {
     {"3x3-tiny", {1, 2, 3, 5, 3}, 0},
     {"5x5-odd", {2, 9, 13, 33, 5}, 0},
@@ -305,6 +311,8 @@ const cli_op cli_longconv_op = {
     .verify_count = sizeof longconv_verify / sizeof longconv_verify[0],
     .bench_cases = longconv_bench,
     .bench_count = sizeof longconv_bench / sizeof longconv_bench[0],
+    .tune_cases = longconv_tune,
+    .tune_count = sizeof longconv_tune / sizeof longconv_tune[0],
     .setup = longconv_setup,
     .run = cm_run,
     .check = cm_check,

@@ -19,6 +19,9 @@ static void usage(FILE *f) {
           "  demo [--device ID] [--dtype f32|f16|bf16] [--prompt N] [--decode N] [...]\n"
           "                                the mixers of a small hybrid model: prompt prefill,\n"
           "                                then token-by-token decode, checked against the CPU\n"
+          "  tune [--device ID|all] [--op NAME] [--dtype f32|f16|bf16] [--max-seconds S]\n"
+          "                                time each tuning knob's candidates on the op's cases\n"
+          "                                and store the winners for that device and driver\n"
           "  compile --device opencl:N --out DIR\n"
           "                                write OpenCL program binaries of every kernel variant\n"
           "                                (for FPGA and no-compiler devices)\n"
@@ -43,6 +46,7 @@ int main(int argc, char **argv) {
   if (!strcmp(argv[1], "bench")) return cli_bench(argc - 1, argv + 1);
   if (!strcmp(argv[1], "demo")) return cli_demo(argc - 1, argv + 1);
   if (!strcmp(argv[1], "compile")) return cli_compile(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "tune")) return cli_tune(argc - 1, argv + 1);
   fprintf(stderr, "seqmix: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;

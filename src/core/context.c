@@ -78,6 +78,7 @@ seqmix_status seqmix_context_create(const seqmix_context_options *options, seqmi
     free(ctx);
     return st;
   }
+  sm_tuning_load(ctx);
   if (ctx->backend == &sm_cpu_backend) ctx->fallback = ctx->device;
   else ctx->forced_fallback = sm_op_kinds_from_list(getenv("SEQMIX_FALLBACK_OPS"));
   sm_log(SEQMIX_LOG_INFO, "context on %s (%s)", ctx->info.id, ctx->info.name);

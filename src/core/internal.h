@@ -45,6 +45,7 @@ struct seqmix_context {
   seqmix_context_stats stats;
   bool fallback_logged[SM_OP_KIND_COUNT];
   uint32_t forced_fallback; /* op kinds $SEQMIX_FALLBACK_OPS sends to the CPU (bit = kind) */
+  sm_tuning tuning;         /* knob values: stored winners (tuning.c), else 0 */
   pthread_mutex_t lock; /* guards the tensor list and storage refcounts */
 };
 
@@ -57,6 +58,9 @@ size_t sm_tensor_bytes(const seqmix_tensor *t); /* dense bytes of its shape */
 int64_t sm_tensor_numel(const seqmix_tensor *t);
 sm_tensor_ref sm_tensor_ref_of(const seqmix_tensor *t); /* t may be NULL */
 void sm_context_release_tensors(seqmix_context *ctx);
+
+/* Tuning (tuning.c): loads the stored winners of the context's device. */
+void sm_tuning_load(seqmix_context *ctx);
 
 /* Dispatch (dispatch.c): run on the context's device, or visibly on the CPU. */
 seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *op);

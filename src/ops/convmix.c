@@ -178,8 +178,13 @@ seqmix_status seqmix_long_conv(seqmix_context *ctx, const seqmix_tensor *x, cons
   op.tensors[SM_LCONV_Y] = sm_tensor_ref_of(y);
   op.output_mask = 1u << SM_LCONV_Y;
   seqmix_conv_method resolved = method;
-  if (method == SEQMIX_CONV_AUTO)
-    resolved = sm_long_conv_direct_over_fft(L, Lh) > 1 ? SEQMIX_CONV_FFT : SEQMIX_CONV_DIRECT;
+  if (method == SEQMIX_CONV_AUTO) {
+    /* A tuned crossover moves the cost model's threshold (percent). */
+    const int64_t knob = ctx->tuning.value[SM_KNOB_LONG_CONV_CROSSOVER];
+    const double threshold = knob > 0 ? (double)knob / 100.0 : 1.0;
+    resolved = sm_long_conv_direct_over_fft(L, Lh) > threshold ? SEQMIX_CONV_FFT
+                                                               : SEQMIX_CONV_DIRECT;
+  }
   op.u.long_conv = (sm_long_conv_desc){B, L, C, Lh, resolved};
   return sm_dispatch(ctx, &op);
 }

@@ -26,7 +26,7 @@ enum {
   dot_rows = 4,   /* rows scored by plain dot products when there is no dot_block */
   few_rows = 16,  /* rows scored straight from the K rows (no transpose) */
   prefetch_keys = 32,
-  kv_tokens = 16, /* keys per block of the token-major (decode) walk */
+  kv_tokens = 16, /* keys per block of the token-major (decode) walk (knob: <= k_block) */
 };
 
 typedef struct attn_job {
@@ -37,6 +37,7 @@ typedef struct attn_job {
   int64_t q_rows;   /* rows a task owns (and of one running state in the scratch) */
   int64_t q_blocks; /* blocks of q_rows rows over (token, head in group) */
   int64_t splits, split_len;
+  int64_t kv_tokens; /* keys per block of the token-major walk */
   float *partials; /* per (row, split): acc[Dv], m, l */
   float *scratch;
   size_t scratch_floats;
@@ -382,9 +383,10 @@ static void attn_tokens_task(void *arg, int64_t task, int worker) {
   const size_t esize_v = job->v->dtype == SEQMIX_F32 ? 4 : 2;
   const bool dense = job->k->strides[2] == D && job->k->strides[1] == Hk * D &&
                      job->v->strides[2] == Dv && job->v->strides[1] == Hk * Dv;
-  for (int64_t j0 = lo_all; j0 <= hi_all; j0 += kv_tokens) {
-    const int64_t n = hi_all - j0 + 1 < kv_tokens ? hi_all - j0 + 1 : kv_tokens;
-    const int64_t j1 = j0 + kv_tokens, n1 = hi_all - j1 + 1 < kv_tokens ? hi_all - j1 + 1 : kv_tokens;
+  for (int64_t j0 = lo_all; j0 <= hi_all; j0 += job->kv_tokens) {
+    const int64_t n = hi_all - j0 + 1 < job->kv_tokens ? hi_all - j0 + 1 : job->kv_tokens;
+    const int64_t j1 = j0 + job->kv_tokens;
+    const int64_t n1 = hi_all - j1 + 1 < job->kv_tokens ? hi_all - j1 + 1 : job->kv_tokens;
     for (int64_t hk = 0; hk < Hk; ++hk) {
       /* Dense K/V: head hk's share of the next block's bytes; else the next head's rows. */
       prefetch_plan pf = {.hk = (hk + 1) % Hk, .j0 = hk + 1 < Hk ? j0 : j1, .hi = hi_all};
@@ -449,8 +451,11 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
   const int64_t max_rows = d->max_q_len * job.group > 0 ? d->max_q_len * job.group : 1;
   const bool by_tokens = max_rows <= token_rows;
   /* Head-major: the most rows per task that still leave every thread 4 tasks. */
-  job.q_rows = by_tokens ? max_rows : most_q_rows;
-  while (!by_tokens && job.q_rows > least_q_rows &&
+  const int64_t q_rows_knob = sm_knob(op, SM_KNOB_CPU_ATTN_Q_ROWS);
+  job.kv_tokens = sm_knob(op, SM_KNOB_CPU_ATTN_KV_TOKENS) ? sm_knob(op, SM_KNOB_CPU_ATTN_KV_TOKENS)
+                                                          : kv_tokens;
+  job.q_rows = by_tokens ? max_rows : q_rows_knob ? q_rows_knob : most_q_rows;
+  while (!by_tokens && !q_rows_knob && job.q_rows > least_q_rows &&
          d->batch * d->k_heads * ((max_rows + job.q_rows - 1) / job.q_rows) < 4 * threads)
     job.q_rows /= 2;
   job.q_blocks = (max_rows + job.q_rows - 1) / job.q_rows;
@@ -463,7 +468,8 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
     job.splits = want < most ? want : most;
   }
   job.split_len = (d->max_k_len + job.splits - 1) / job.splits;
-  if (by_tokens) job.split_len = (job.split_len + kv_tokens - 1) / kv_tokens * kv_tokens;
+  if (by_tokens)
+    job.split_len = (job.split_len + job.kv_tokens - 1) / job.kv_tokens * job.kv_tokens;
   if (job.split_len < 1) job.split_len = 1;
   const int64_t D = d->head_dim, Dv = d->v_head_dim, heads = by_tokens ? d->k_heads : 1;
   job.scratch_floats = (size_t)(heads * job.q_rows * (D + Dv + 2) + job.q_rows * k_block +

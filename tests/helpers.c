@@ -27,25 +27,77 @@ static void count_validation(seqmix_log_level level, const char *message, void *
   }
 }
 
+/* One entry of $SEQMIX_TEST_DEVICES: a device id ("opencl:1"), or BACKEND/TEXT
+ * for every device of that backend whose name, vendor or driver contains TEXT
+ * ("opencl/rusticl"), which does not depend on the order the ICD loader lists
+ * platforms in. */
+static bool entry_matches(const char *entry, const seqmix_device_info *info) {
+  const char *slash = strchr(entry, '/');
+  if (!slash) return !strcmp(entry, info->id);
+  const char *backend = seqmix_backend_name(info->backend);
+  if (strlen(backend) != (size_t)(slash - entry) || strncmp(entry, backend, strlen(backend)))
+    return false;
+  const char *text = slash + 1;
+  return strstr(info->name, text) || strstr(info->vendor, text) || strstr(info->driver, text);
+}
+
+/* $SEQMIX_TEST_CPU_ISA (CI: "neon" under qemu): the SIMD level the CPU device
+ * must report (its driver string ends with it), so a suite cannot pass on the
+ * scalar kernels by mistake. $SEQMIX_CPU_ISA, where set, is what it must report
+ * instead. Exits 1 otherwise. */
+static void check_cpu_isa(void) {
+  const char *want = getenv("SEQMIX_CPU_ISA");
+  if (!want || !*want) want = getenv("SEQMIX_TEST_CPU_ISA");
+  if (!want || !*want) return;
+  seqmix_device_info cpu;
+  if (seqmix_device_info_get(0, &cpu) != SEQMIX_OK) {
+    fprintf(stderr, "seqmix_device_info_get(0): %s\n", seqmix_last_error());
+    exit(1);
+  }
+  const size_t n = strlen(cpu.driver), w = strlen(want);
+  if (n <= w || strcmp(cpu.driver + n - w, want) || cpu.driver[n - w - 1] != ' ') {
+    fprintf(stderr, "the CPU device runs \"%s\", not the %s kernels the test asks for\n",
+            cpu.driver, want);
+    exit(1);
+  }
+}
+
+/* Every entry of $SEQMIX_TEST_DEVICES must match a device: a device CI asks for
+ * that is missing fails the suite (exit 1) instead of leaving it nothing to test. */
 static void load_devices(void) {
   if (id_count >= 0) return;
   seqmix_set_log_callback(count_validation, NULL);
   id_count = 0;
   const char *want = getenv("SEQMIX_TEST_DEVICES");
+  char list[1024] = "";
+  char *entries[64];
+  bool matched[64] = {false};
+  int entry_count = 0;
+  if (want && *want) {
+    snprintf(list, sizeof list, "%s", want);
+    for (char *e = strtok(list, ","); e && entry_count < 64; e = strtok(NULL, ","))
+      entries[entry_count++] = e;
+  }
   size_t n = 0;
-  if (seqmix_device_count(&n) != SEQMIX_OK) return;
+  if (seqmix_device_count(&n) != SEQMIX_OK) {
+    fprintf(stderr, "seqmix_device_count: %s\n", seqmix_last_error());
+    exit(1);
+  }
   for (size_t i = 0; i < n && id_count < 64; ++i) {
     seqmix_device_info info;
     if (seqmix_device_info_get(i, &info) != SEQMIX_OK) continue;
-    if (want && *want) {
-      char list[1024];
-      snprintf(list, sizeof list, ",%s,", want);
-      char key[40];
-      snprintf(key, sizeof key, ",%s,", info.id);
-      if (!strstr(list, key)) continue;
-    }
-    snprintf(ids[id_count++], sizeof ids[0], "%s", info.id);
+    bool take = entry_count == 0;
+    for (int e = 0; e < entry_count; ++e)
+      if (entry_matches(entries[e], &info)) take = matched[e] = true;
+    if (take) snprintf(ids[id_count++], sizeof ids[0], "%s", info.id);
   }
+  check_cpu_isa();
+  for (int e = 0; e < entry_count; ++e)
+    if (!matched[e]) {
+      fprintf(stderr, "SEQMIX_TEST_DEVICES names %s but no listed device matches it\n",
+              entries[e]);
+      exit(1);
+    }
 }
 
 int th_device_count(void) {

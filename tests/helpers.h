@@ -8,8 +8,11 @@
 
 #include <stdint.h>
 
-/* Devices under test: every device the registry lists, or the comma-separated
- * ids in $SEQMIX_TEST_DEVICES. */
+/* Devices under test: every device the registry lists, or those the
+ * comma-separated entries of $SEQMIX_TEST_DEVICES name: a device id ("opencl:1")
+ * or BACKEND/TEXT, every device of that backend whose name, vendor or driver
+ * contains TEXT ("opencl/rusticl"). An entry that matches no device makes the
+ * test program exit with status 1. */
 int th_device_count(void);
 const char *th_device_id(int index);
 /* A context on device `index`; fails the test (naming the device) otherwise. */

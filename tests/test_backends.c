@@ -317,7 +317,26 @@ static pid_t spawn_child(const char *mode, const char *id, const char *dir) {
   pid_t pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
-    execl("/proc/self/exe", "test_backends", "--cache-child", mode, id, dir, (char *)NULL);
+    /* This test program again; through the exe wrapper (qemu-user) when meson
+     * runs a cross build's tests under one ($MESON_EXE_WRAPPER). */
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) _exit(126);
+    self[n] = '\0';
+    char wrapper[1024] = "", *argv[16];
+    int argc = 0;
+    const char *env = getenv("MESON_EXE_WRAPPER");
+    if (env) snprintf(wrapper, sizeof wrapper, "%s", env);
+    for (char *save = NULL, *w = strtok_r(wrapper, " ", &save); w && argc < 10;
+         w = strtok_r(NULL, " ", &save))
+      argv[argc++] = w;
+    argv[argc++] = self;
+    argv[argc++] = "--cache-child";
+    argv[argc++] = (char *)mode;
+    argv[argc++] = (char *)id;
+    argv[argc++] = (char *)dir;
+    argv[argc] = NULL;
+    execvp(argv[0], argv);
     _exit(127);
   }
   return pid;

@@ -174,6 +174,10 @@ static attn_fwd_variant plan_attn_fwd(const sm_device *dev, seqmix_dtype dtype, 
   bool keypar = tuning->key_parallel > 0 && rows_per_seq <= tuning->key_parallel;
   if (dev->attention_kernel == SM_CL_ATTENTION_KEYS) keypar = rows_per_seq <= KEYPAR_MAX_ROWS;
   if (dev->attention_kernel == SM_CL_ATTENTION_ROWS) keypar = false;
+  /* Mesa rusticl 22.3 (llvmpipe) gets the key-parallel kernel wrong for head
+   * dims of 128 and 256 (PoCL, NVIDIA and oclgrind agree with the reference):
+   * the row kernel serves rusticl, even when the key kernel is forced. */
+  if (strstr(dev->info.driver, "rusticl")) keypar = false;
   const size_t local_floats = device_ulong(dev, CL_DEVICE_LOCAL_MEM_SIZE, 16384) / sizeof(float);
   size_t wg = 1, kp_rows = 0;
   if (keypar) {

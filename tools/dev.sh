@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Developer entry point: installs what seqmix needs on Debian/Ubuntu, builds,
 # runs the main job or the tests.
-#   tools/dev.sh run    install, build, `seqmix verify` + `seqmix bench` on the default device
+#   tools/dev.sh run    install, build, `seqmix demo` on the default device (it checks itself)
 #   tools/dev.sh test   install, build, the whole suite with cpu, opencl and vulkan required,
 #                       the Vulkan validation layer on, then the sanitizer build's suite
 #   tools/dev.sh ci     what CI runs: test, then rusticl, oclgrind and arm64, each stage timed
@@ -48,8 +48,7 @@ run() {
   deps
   build
   build/seqmix devices
-  build/seqmix verify
-  build/seqmix bench
+  build/seqmix demo
 }
 
 test_suite() {

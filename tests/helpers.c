@@ -239,6 +239,24 @@ double th_tolerance(seqmix_dtype dtype) {
   }
 }
 
+bool th_next_tuning_candidate(seqmix_context *ctx, const char *op, th_knob_iter *it) {
+  int count;
+  th_ok(seqmix_tuning_count(ctx, &count));
+  for (; it->knob < count; ++it->knob, it->candidate = 0) {
+    seqmix_tuning_knob kb;
+    th_ok(seqmix_tuning_get(ctx, it->knob, &kb));
+    if (!strstr(kb.op, op)) continue;
+    if (it->candidate < kb.candidate_count) {
+      th_ok(seqmix_tuning_set(ctx, kb.name, kb.candidates[it->candidate]));
+      it->salt = (uint64_t)(it->knob * 10 + it->candidate);
+      ++it->candidate;
+      return true;
+    }
+    th_ok(seqmix_tuning_set(ctx, kb.name, 0));
+  }
+  return false;
+}
+
 int th_run_suite(Suite *suite) {
   SRunner *runner = srunner_create(suite);
   srunner_set_fork_status(runner, CK_NOFORK);

@@ -67,6 +67,18 @@ double th_tolerance(seqmix_dtype dtype); /* DESIGN.md section 6 */
                   (words));                                                                       \
   } while (0)
 
+/* Steps through every candidate of every tuning knob of ctx's device that
+ * times `op` (a `seqmix bench` op name), making it current; returns false, with
+ * those knobs back at 0, when done:
+ *   th_knob_iter it = {0};
+ *   while (th_next_tuning_candidate(ctx, "attention", &it)) check(..., it.salt);
+ * salt differs per (knob, candidate), for the cases' random inputs. */
+typedef struct th_knob_iter {
+  int knob, candidate;
+  uint64_t salt;
+} th_knob_iter;
+bool th_next_tuning_candidate(seqmix_context *ctx, const char *op, th_knob_iter *it);
+
 /* Runs a suite without forking (drivers and sanitizers dislike fork). */
 int th_run_suite(Suite *suite);
 

@@ -114,10 +114,8 @@ static void bump_outputs(const sm_op *op) {
       ((sm_storage *)op->tensors[i].owner)->version = sm_next_version();
 }
 
-seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *untuned) {
-  sm_op tuned = *untuned;
-  tuned.tuning = &ctx->tuning;
-  const sm_op *op = &tuned;
+seqmix_status sm_dispatch(seqmix_context *ctx, sm_op *op) {
+  op->tuning = &ctx->tuning;
   bump_outputs(op);
   bool forced = ctx->forced_fallback & (1u << op->kind);
   if (!forced && ctx->backend->supports(ctx->device, op)) {

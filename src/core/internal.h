@@ -62,8 +62,9 @@ void sm_context_release_tensors(seqmix_context *ctx);
 /* Tuning (tuning.c): loads the stored winners of the context's device. */
 void sm_tuning_load(seqmix_context *ctx);
 
-/* Dispatch (dispatch.c): run on the context's device, or visibly on the CPU. */
-seqmix_status sm_dispatch(seqmix_context *ctx, const sm_op *op);
+/* Dispatch (dispatch.c): run on the context's device, or visibly on the CPU;
+ * op->tuning is set to the context's knobs first. */
+seqmix_status sm_dispatch(seqmix_context *ctx, sm_op *op);
 /* Op kinds named in a comma-separated list ("conv1d_causal,..." or "all"). */
 uint32_t sm_op_kinds_from_list(const char *list);
 

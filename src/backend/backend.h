@@ -264,6 +264,11 @@ typedef struct sm_op {
 static inline int64_t sm_knob(const sm_op *op, sm_knob_id knob) {
   return op->tuning ? op->tuning->value[knob] : 0;
 }
+/* The knob's value, or `heuristic` when it is 0. */
+static inline int64_t sm_knob_or(const sm_op *op, sm_knob_id knob, int64_t heuristic) {
+  const int64_t v = sm_knob(op, knob);
+  return v > 0 ? v : heuristic;
+}
 
 /* ---- The vtable ---------------------------------------------------------- */
 

@@ -452,8 +452,7 @@ seqmix_status sm_cpu_attention(sm_device *dev, const sm_op *op) {
   const bool by_tokens = max_rows <= token_rows;
   /* Head-major: the most rows per task that still leave every thread 4 tasks. */
   const int64_t q_rows_knob = sm_knob(op, SM_KNOB_CPU_ATTN_Q_ROWS);
-  job.kv_tokens = sm_knob(op, SM_KNOB_CPU_ATTN_KV_TOKENS) ? sm_knob(op, SM_KNOB_CPU_ATTN_KV_TOKENS)
-                                                          : kv_tokens;
+  job.kv_tokens = sm_knob_or(op, SM_KNOB_CPU_ATTN_KV_TOKENS, kv_tokens);
   job.q_rows = by_tokens ? max_rows : q_rows_knob ? q_rows_knob : most_q_rows;
   while (!by_tokens && !q_rows_knob && job.q_rows > least_q_rows &&
          d->batch * d->k_heads * ((max_rows + job.q_rows - 1) / job.q_rows) < 4 * threads)

@@ -151,7 +151,6 @@ TARGET static float dot_avx512(const float *a, const float *b, int64_t n) {
   }
   return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
-/* Up to 4 rows x 2 keys a pass: 8 independent FMA chains share each load. */
 /* v[i] = the sum of a[i]'s 16 lanes, for 16 vectors at once: 15 adds and 30
  * shuffles instead of 16 separate reductions. */
 TARGET static inline __m512 hsum16_avx512(const __m512 *a) {

@@ -546,8 +546,7 @@ static void chunk_task(void *arg, int64_t task, int worker) {
 static seqmix_status run_chunked(sm_device *dev, const sm_op *op, chunk_job *j, int32_t chunk) {
   j->op = op;
   j->k = dev->kernels;
-  const int64_t knob = sm_knob(op, SM_KNOB_CPU_SSM_CHUNK);
-  j->T = chunk > 0 ? chunk : knob > 0 ? knob : default_chunk;
+  j->T = chunk > 0 ? chunk : sm_knob_or(op, SM_KNOB_CPU_SSM_CHUNK, default_chunk);
   const size_t Dk = (size_t)j->Dk, Dv = (size_t)j->Dv, T = (size_t)j->T;
   const size_t kt = T > gla_sub ? T : gla_sub;
   size_t floats = Dk * Dv + T * (5 * Dk + 2 * Dv + T + (Dk > Dv ? Dk : Dv)) + 2 * Dk * kt + T +

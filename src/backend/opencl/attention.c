@@ -264,10 +264,8 @@ static seqmix_status attention_launch(sm_device *dev, const sm_op *op) {
      * blocks (2 for the key-parallel kernel's blocks of WG keys). */
     const int64_t min_blocks = keypar ? 2 : 4;
     const int64_t units = device_uint(dev, CL_DEVICE_MAX_COMPUTE_UNITS, 1);
-    const int64_t per_unit = sm_knob(op, SM_KNOB_CL_ATTN_GROUPS_PER_UNIT) > 0
-                                 ? sm_knob(op, SM_KNOB_CL_ATTN_GROUPS_PER_UNIT)
-                                 : tuning->groups_per_unit;
-    const int64_t target = units * per_unit;
+    const int64_t target =
+        units * sm_knob_or(op, SM_KNOB_CL_ATTN_GROUPS_PER_UNIT, tuning->groups_per_unit);
     splits = 1, chunk = d->max_k_len > 0 ? d->max_k_len : 1;
     if (groups < target && d->max_k_len >= 2 * min_blocks * kb) {
       splits = sm_div_up(target, groups);

@@ -312,9 +312,8 @@ static bool plan_attention(const sm_device *dev, const sm_op *op, attn_plan *pla
   /* Key splits for few work-groups and many keys. */
   const uint64_t tasks = (uint64_t)d->batch * (uint64_t)d->k_heads * q_blocks;
   int64_t splits = 1;
-  const uint64_t target = sm_knob(op, SM_KNOB_VK_ATTN_SPLIT_TARGET) > 0
-                              ? (uint64_t)sm_knob(op, SM_KNOB_VK_ATTN_SPLIT_TARGET)
-                              : sm_vk_target_groups(dev);
+  const uint64_t target = (uint64_t)sm_knob_or(op, SM_KNOB_VK_ATTN_SPLIT_TARGET,
+                                                (int64_t)sm_vk_target_groups(dev));
   if (tasks < target && d->max_k_len >= 2 * MIN_KEYS_PER_SPLIT) {
     int64_t want = (int64_t)sm_div_up(target, tasks), most = d->max_k_len / MIN_KEYS_PER_SPLIT;
     splits = want < most ? want : most;

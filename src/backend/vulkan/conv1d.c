@@ -192,9 +192,8 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
   const conv1d_tuning *tuning = &default_tuning;
   for (size_t i = 0; i < sizeof tunings / sizeof tunings[0]; ++i)
     if (tunings[i].type == dev->caps.props.deviceType) tuning = &tunings[i];
-  uint32_t wg = sm_knob(op, SM_KNOB_VK_CONV1D_WORKGROUP) > 0
-                    ? (uint32_t)sm_knob(op, SM_KNOB_VK_CONV1D_WORKGROUP)
-                    : tuning->workgroup_size;
+  uint32_t wg =
+      (uint32_t)sm_knob_or(op, SM_KNOB_VK_CONV1D_WORKGROUP, tuning->workgroup_size);
   if (wg > limits->maxComputeWorkGroupInvocations) wg = limits->maxComputeWorkGroupInvocations;
   if (wg > limits->maxComputeWorkGroupSize[0]) wg = limits->maxComputeWorkGroupSize[0];
   wg = sm_floor_pow2(wg);
@@ -218,9 +217,8 @@ static bool plan_conv1d(const sm_device *dev, const sm_op *op, conv1d_plan *plan
       dev->caps.subgroup_size < channel_lanes ? dev->caps.subgroup_size : channel_lanes;
   const uint64_t channel_groups = sm_div_up(vectors, (uint64_t)channel_lanes * cpi);
   if (channel_groups > limits->maxComputeWorkGroupCount[0]) return false;
-  uint32_t tpi = sm_knob(op, SM_KNOB_VK_CONV1D_TOKENS) > 0
-                     ? (uint32_t)sm_knob(op, SM_KNOB_VK_CONV1D_TOKENS)
-                     : tuning->tokens_per_invocation;
+  uint32_t tpi =
+      (uint32_t)sm_knob_or(op, SM_KNOB_VK_CONV1D_TOKENS, tuning->tokens_per_invocation);
   while (tpi > 1 && (double)channel_groups * (double)d->batch *
                             (double)sm_div_up((uint64_t)d->tokens, (uint64_t)token_lanes * tpi) <
                         tuning->min_groups)

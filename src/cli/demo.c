@@ -25,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { K_CONV = 4, K_IMG = 7, MIXERS = 7, MAX_VIEWS = 24 };
+enum { K_CONV = 4, K_IMG = 7, MIXERS = 7 };
 static const char *const mixer_names[MIXERS] = {
     "convformer dwconv 7x7", "mamba2 conv1d", "mamba2 ssd", "attention (gqa, kv cache)",
     "mamba1 conv1d",         "mamba1 scan",   "gla linear attention"};
@@ -40,15 +40,12 @@ typedef struct demo_dims {
 
 /* The views one pass (the prompt, or one decode step) runs on. */
 typedef struct demo_pass {
-  int64_t p, n; /* positions [p, p + n) */
   seqmix_tensor *img_out;                           /* conv2d output (prompt only) */
   seqmix_tensor *xbc_in, *x2, *b2, *c2, *dt2, *z2;  /* Mamba-2 */
   seqmix_tensor *k, *v;                             /* cache views [B, p + n, Hk, P] */
   seqmix_tensor *u1, *delta1, *b1, *c1, *z1;        /* Mamba-1 */
   seqmix_tensor *q4, *k4, *v4, *g4;                 /* GLA */
   seqmix_tensor *out;                               /* [B, n, H, P] */
-  seqmix_tensor *views[MAX_VIEWS];
-  int view_count;
 } demo_pass;
 
 /* Dense activations of one pass length (T for the prompt, 1 for decode). */
@@ -84,11 +81,6 @@ typedef struct demo_options {
 
 /* ---- Making the model --------------------------------------------------- */
 
-static unsigned long long demo_rng(unsigned long long *s) {
-  *s ^= *s << 13, *s ^= *s >> 7, *s ^= *s << 17;
-  return *s;
-}
-
 /* A tensor of random values in [lo, hi) (zeros when lo == hi). */
 static seqmix_status random_tensor(demo_model *m, seqmix_dtype dtype, int rank,
                                    const int64_t *shape, float lo, float hi,
@@ -96,10 +88,8 @@ static seqmix_status random_tensor(demo_model *m, seqmix_dtype dtype, int rank,
   seqmix_status st = seqmix_tensor_create(m->ctx, dtype, rank, shape, out);
   if (st) return st;
   size_t n = (size_t)seqmix_tensor_numel(*out);
-  float *h = malloc((n ? n : 1) * sizeof *h);
+  float *h = cli_random_floats(n, lo, hi, rng);
   if (!h) return SEQMIX_ERROR_OUT_OF_MEMORY;
-  for (size_t i = 0; i < n; ++i)
-    h[i] = lo + (hi - lo) * (float)((demo_rng(rng) >> 40) * (1.0 / 16777216.0));
   st = seqmix_tensor_write_f32(*out, h, n);
   free(h);
   return st;
@@ -107,7 +97,7 @@ static seqmix_status random_tensor(demo_model *m, seqmix_dtype dtype, int rank,
 
 /* A view of base [B, L, W] at positions [p, p + n), inner elements [off, ...)
  * shaped inner[0..ir) (dense inside a position). */
-static seqmix_status tok_view(demo_pass *ps, seqmix_tensor *base, int64_t B, int64_t L, int64_t W,
+static seqmix_status tok_view(seqmix_tensor *base, int64_t B, int64_t L, int64_t W,
                               int64_t p, int64_t n, int64_t off, int ir, const int64_t *inner,
                               seqmix_tensor **out) {
   int64_t shape[6] = {B, n}, strides[6] = {L * W, W};
@@ -117,10 +107,7 @@ static seqmix_status tok_view(demo_pass *ps, seqmix_tensor *base, int64_t B, int
     strides[2 + i] = stride;
     stride *= inner[i];
   }
-  if (ps->view_count == MAX_VIEWS) return SEQMIX_ERROR_INVALID_ARGUMENT;
-  seqmix_status st = seqmix_tensor_view(base, 2 + ir, shape, strides, p * W + off, out);
-  if (!st) ps->views[ps->view_count++] = *out;
-  return st;
+  return seqmix_tensor_view(base, 2 + ir, shape, strides, p * W + off, out);
 }
 
 /* A tensor written once with zeros, so its memory is in place before the timed
@@ -153,38 +140,36 @@ static seqmix_status make_pass(demo_model *m, int64_t p, int64_t n, const demo_a
   const int64_t hp[2] = {H, P}, hkp[2] = {d->Hk, P}, g2[2] = {1, d->N2}, g1[2] = {1, d->N1};
   const int64_t c2[1] = {d->C2}, dd[1] = {D}, hh[1] = {H};
   seqmix_status st;
-  ps->p = p, ps->n = n;
   if (p == 0) { /* the prompt: the image grid's output lands in P1's x columns */
     const int64_t shape[4] = {B, d->gh, d->gw, D};
     const int64_t strides[4] = {L * d->W1, d->gw * d->W1, d->W1, 1};
     if ((st = seqmix_tensor_view(m->P1, 4, shape, strides, 0, &ps->img_out))) return st;
-    ps->views[ps->view_count++] = ps->img_out;
   }
   /* Mamba-2: xBC and z, dt from P1; x, B, C from the conv output. */
-  if ((st = tok_view(ps, m->P1, B, L, d->W1, p, n, 0, 1, c2, &ps->xbc_in)) ||
-      (st = tok_view(ps, m->P1, B, L, d->W1, p, n, d->C2, 2, hp, &ps->z2)) ||
-      (st = tok_view(ps, m->P1, B, L, d->W1, p, n, d->C2 + D, 1, hh, &ps->dt2)) ||
-      (st = tok_view(ps, a->xbc, B, n, d->C2, 0, n, 0, 2, hp, &ps->x2)) ||
-      (st = tok_view(ps, a->xbc, B, n, d->C2, 0, n, D, 2, g2, &ps->b2)) ||
-      (st = tok_view(ps, a->xbc, B, n, d->C2, 0, n, D + d->N2, 2, g2, &ps->c2)))
+  if ((st = tok_view(m->P1, B, L, d->W1, p, n, 0, 1, c2, &ps->xbc_in)) ||
+      (st = tok_view(m->P1, B, L, d->W1, p, n, d->C2, 2, hp, &ps->z2)) ||
+      (st = tok_view(m->P1, B, L, d->W1, p, n, d->C2 + D, 1, hh, &ps->dt2)) ||
+      (st = tok_view(a->xbc, B, n, d->C2, 0, n, 0, 2, hp, &ps->x2)) ||
+      (st = tok_view(a->xbc, B, n, d->C2, 0, n, D, 2, g2, &ps->b2)) ||
+      (st = tok_view(a->xbc, B, n, d->C2, 0, n, D + d->N2, 2, g2, &ps->c2)))
     return st;
   /* Attention: the cache's first p + n positions, k then v in each position. */
-  if ((st = tok_view(ps, m->KV, B, L, 2 * d->Hk * P, 0, p + n, 0, 2, hkp, &ps->k)) ||
-      (st = tok_view(ps, m->KV, B, L, 2 * d->Hk * P, 0, p + n, d->Hk * P, 2, hkp, &ps->v)))
+  if ((st = tok_view(m->KV, B, L, 2 * d->Hk * P, 0, p + n, 0, 2, hkp, &ps->k)) ||
+      (st = tok_view(m->KV, B, L, 2 * d->Hk * P, 0, p + n, d->Hk * P, 2, hkp, &ps->v)))
     return st;
   /* Mamba-1: u is the attention output; delta, B, C, z from P3. */
-  if ((st = tok_view(ps, a->att, B, n, D, 0, n, 0, 1, dd, &ps->u1)) ||
-      (st = tok_view(ps, m->P3, B, L, d->W3, p, n, 0, 1, dd, &ps->delta1)) ||
-      (st = tok_view(ps, m->P3, B, L, d->W3, p, n, D, 2, g1, &ps->b1)) ||
-      (st = tok_view(ps, m->P3, B, L, d->W3, p, n, D + d->N1, 2, g1, &ps->c1)) ||
-      (st = tok_view(ps, m->P3, B, L, d->W3, p, n, D + 2 * d->N1, 1, dd, &ps->z1)))
+  if ((st = tok_view(a->att, B, n, D, 0, n, 0, 1, dd, &ps->u1)) ||
+      (st = tok_view(m->P3, B, L, d->W3, p, n, 0, 1, dd, &ps->delta1)) ||
+      (st = tok_view(m->P3, B, L, d->W3, p, n, D, 2, g1, &ps->b1)) ||
+      (st = tok_view(m->P3, B, L, d->W3, p, n, D + d->N1, 2, g1, &ps->c1)) ||
+      (st = tok_view(m->P3, B, L, d->W3, p, n, D + 2 * d->N1, 1, dd, &ps->z1)))
     return st;
   /* GLA: q is the scan output; k, v and the log-decays from P4. */
-  if ((st = tok_view(ps, a->y1, B, n, D, 0, n, 0, 2, hp, &ps->q4)) ||
-      (st = tok_view(ps, m->P4, B, L, d->W4, p, n, 0, 2, hp, &ps->k4)) ||
-      (st = tok_view(ps, m->P4, B, L, d->W4, p, n, D, 2, hp, &ps->v4)) ||
-      (st = tok_view(ps, m->P4, B, L, d->W4, p, n, 2 * D, 2, hp, &ps->g4)) ||
-      (st = tok_view(ps, dst, B, dst_L, D, dst_p, n, 0, 2, hp, &ps->out)))
+  if ((st = tok_view(a->y1, B, n, D, 0, n, 0, 2, hp, &ps->q4)) ||
+      (st = tok_view(m->P4, B, L, d->W4, p, n, 0, 2, hp, &ps->k4)) ||
+      (st = tok_view(m->P4, B, L, d->W4, p, n, D, 2, hp, &ps->v4)) ||
+      (st = tok_view(m->P4, B, L, d->W4, p, n, 2 * D, 2, hp, &ps->g4)) ||
+      (st = tok_view(dst, B, dst_L, D, dst_p, n, 0, 2, hp, &ps->out)))
     return st;
   return SEQMIX_OK;
 }

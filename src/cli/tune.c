@@ -18,7 +18,6 @@ static const double noise_margin = 0.97; /* a winner must be 3% faster in every 
 
 typedef struct tune_case {
   const cli_op *op;
-  const cli_case *c;
   void *state;
 } tune_case;
 
@@ -172,7 +171,7 @@ static int tune_device(size_t index, const char *only_op, seqmix_dtype dtype, do
         op->teardown(state);
         continue;
       }
-      cases[n++] = (tune_case){op, &list[c], state};
+      cases[n++] = (tune_case){op, state};
     }
   }
 

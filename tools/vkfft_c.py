@@ -7,6 +7,8 @@ against glslang 12 and does not leak:
   struct, gives way to glslang's own glslang_default_resource();
 - the R2C plan's host twiddle table is freed when the forward plan borrows the
   inverse plan's table (1.2.26 leaks it: up to N floats per plan).
+The copy silences the header's own warnings (our build is -Werror), so the
+backends that include it need no pragmas of their own.
 Fails loudly when the header no longer matches."""
 import re
 import sys
@@ -23,4 +25,10 @@ leaks = fixed.count(borrow)
 fixed = fixed.replace(borrow, borrow + "\t\t\t\tfree(tempLUT);\n\t\t\t\ttempLUT = 0;\n")
 if fixed == text or n == 0 or leaks == 0:
     sys.exit("vkfft_c.py: %s does not look like vkFFT 1.2.26; update the patch" % src)
-open(dst, "w").write(fixed)
+silenced = ["unused-parameter", "unused-variable", "unused-but-set-variable", "unused-function",
+            "sign-compare", "format-overflow", "format-truncation", "stringop-overflow",
+            "stringop-truncation", "array-bounds", "maybe-uninitialized", "restrict",
+            "missing-field-initializers", "dangling-pointer"]
+head = "#pragma GCC diagnostic push\n" + "".join(
+    '#pragma GCC diagnostic ignored "-W%s"\n' % w for w in silenced)
+open(dst, "w").write(head + fixed + "\n#pragma GCC diagnostic pop\n")

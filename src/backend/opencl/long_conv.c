@@ -32,21 +32,7 @@
 
 #ifdef SEQMIX_HAVE_VKFFT_OPENCL
 #define VKFFT_BACKEND 3
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wunused-variable"
-#pragma GCC diagnostic ignored "-Wunused-but-set-variable"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wformat-overflow"
-#pragma GCC diagnostic ignored "-Wformat-truncation"
-#pragma GCC diagnostic ignored "-Wstringop-overflow"
-#pragma GCC diagnostic ignored "-Wstringop-truncation"
-#pragma GCC diagnostic ignored "-Warray-bounds"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wrestrict"
 #include "vkfft_c.h" /* vkFFT.h, fixed (tools/vkfft_c.py) */
-#pragma GCC diagnostic pop
 #endif
 
 /* Tunables, first matching row wins. Direct: channels per work-item (a
